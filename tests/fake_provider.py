@@ -203,20 +203,16 @@ def _chat_base(call: Call, kind: str) -> Json:
     }
 
 
-def _tool_call(arguments: str, *, with_head: bool = True) -> Json:
-    function: Json = {"name": TOOL_NAME, "arguments": arguments} if with_head else {}
-    if not with_head:
-        return {"index": 0, "function": {"arguments": arguments}}
-    return {"index": 0, "id": OPENAI_TOOL_CALL_ID, "type": "function", "function": function}
+def _tool_call(arguments: str) -> Json:
+    function = {"name": TOOL_NAME, "arguments": arguments}
+    return {"id": OPENAI_TOOL_CALL_ID, "type": "function", "function": function}
 
 
 def chat_json(call: Call) -> Json:
     message: Json = {"role": "assistant", "content": reply_text(call.model), "refusal": None}
     finish = "stop"
     if call.model == "tools":
-        tool = _tool_call(tool_arguments_json())
-        del tool["index"]
-        message.update(content=None, tool_calls=[tool])
+        message.update(content=None, tool_calls=[_tool_call(tool_arguments_json())])
         finish = "tool_calls"
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
     return {
@@ -228,9 +224,10 @@ def chat_json(call: Call) -> Json:
 
 def _chat_deltas(call: Call) -> tuple[list[Json], str]:
     if call.model == "tools":
-        head = {"role": "assistant", "content": None, "tool_calls": [_tool_call("")]}
+        first = {"index": 0, **_tool_call("")}
+        head = {"role": "assistant", "content": None, "tool_calls": [first]}
         parts = split_pieces(tool_arguments_json())
-        tail = [{"tool_calls": [_tool_call(part, with_head=False)]} for part in parts]
+        tail = [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in parts]
         return [head, *tail], "tool_calls"
     head = {"role": "assistant", "content": "", "refusal": None}
     return [head, *({"content": piece} for piece in reply_pieces(call.model))], "stop"
@@ -410,7 +407,9 @@ def _anthropic_message(call: Call, content: list[Json], stop: str | None, out: i
 def messages_json(call: Call) -> Json:
     if call.model == "tools":
         block = {"type": "tool_use", "id": ANTHROPIC_TOOL_USE_ID, "name": TOOL_NAME}
-        return _anthropic_message(call, [{**block, "input": TOOL_ARGUMENTS}], "tool_use", 5)
+        return _anthropic_message(
+            call, [{**block, "input": TOOL_ARGUMENTS}], "tool_use", COMPLETION_TOKENS
+        )
     content = [{"type": "text", "text": reply_text(call.model)}]
     return _anthropic_message(call, content, "end_turn", COMPLETION_TOKENS)
 
@@ -427,6 +426,8 @@ def _anthropic_block(call: Call) -> tuple[Json, list[Json], str]:
 def messages_frames(call: Call) -> list[Frame]:
     block, deltas, stop = _anthropic_block(call)
     events: list[Json] = [
+        # Like the real API, message_start carries a provisional output_tokens (1); the final
+        # count comes in message_delta.usage.
         {"type": "message_start", "message": _anthropic_message(call, [], None, 1)},
         {"type": "content_block_start", "index": 0, "content_block": block},
         {"type": "ping"},
@@ -622,7 +623,7 @@ class FakeProvider:
     ) -> web.StreamResponse:
         model = call.model
         if model in ("error-500", "error-429"):
-            return self._error(endpoint, int(model[-3:]))
+            return self._error(endpoint, call, int(model[-3:]))
         if model == "hang":
             async with self._watch_disconnect():
                 await asyncio.sleep(HANG_SECONDS)
@@ -630,9 +631,11 @@ class FakeProvider:
             return await self._stream(request, endpoint.frames(call), call)
         return await self._json(request, _json_bytes(call, endpoint.json(call)), call)
 
-    def _error(self, endpoint: Endpoint, status: int) -> web.Response:
+    def _error(self, endpoint: Endpoint, call: Call, status: int) -> web.Response:
         message = "Rate limit reached (fake)" if status == 429 else "The server had an error (fake)"
-        headers = {"retry-after": "0"} if status == 429 else {}
+        headers = {"x-request-id": call.ident("req_")}
+        if status == 429:
+            headers["retry-after"] = "0"
         return web.json_response(endpoint.error(status, message), status=status, headers=headers)
 
     async def _json(self, request: web.Request, data: bytes, call: Call) -> web.StreamResponse:

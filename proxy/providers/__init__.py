@@ -1,0 +1,1 @@
+"""One parser per provider endpoint behind one small protocol (``base``) and a registry (pure)."""

@@ -1,0 +1,9 @@
+"""The store's one failure: Redis cannot take or give data right now."""
+
+
+class StoreUnavailable(Exception):
+    """Redis is down, slow past its timeout, or refused the command (e.g. a cluster slot down).
+
+    The writer answers it by spooling; the admin API by 503. Raised only by the store, which
+    translates redis-py's exceptions in one place.
+    """

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 ENV_PREFIX = "FEEDBACK_PROXY_"
 CONFIG_ENV = "FEEDBACK_PROXY_CONFIG"
@@ -68,7 +68,16 @@ class RedisSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WriterSettings:
+    spool_dir: str = ".feedback-proxy/spool"
+    queue_size: int = 10000
+    batch_size: int = 256
+    write_timeout: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureSettings:
+    record: bool = True
     bodies: bool = True
     max_bytes: int = 262144
 
@@ -127,6 +136,7 @@ class Settings:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    writer: WriterSettings = field(default_factory=WriterSettings)
     review_rules: tuple[ReviewRule, ...] = field(default_factory=_default_review_rules)
 
 
@@ -137,6 +147,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "capture": CaptureSettings,
     "feedback": FeedbackSettings,
     "log": LogSettings,
+    "writer": WriterSettings,
 }
 
 
@@ -175,8 +186,14 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {_one_line(exc)}") from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -277,7 +294,7 @@ def _to_bool(key: str, value: Any) -> bool:
 
 
 def _to_int(key: str, value: Any) -> int:
-    if isinstance(value, _EnvText) and re.fullmatch(r"\s*-?\d+\s*", value):
+    if isinstance(value, _EnvText) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -305,7 +322,10 @@ def _to_str_tuple(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, _EnvText):
         text = value.strip()
         if text.startswith("["):
-            value = tomllib.loads(f"v = {text}")["v"]
+            try:
+                value = tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ConfigError(key, 'must be a list of strings like ["a", "b"]') from None
         else:
             value = [part.strip() for part in text.split(",") if part.strip()]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -333,6 +353,9 @@ def validate(settings: Settings) -> None:
     _check_range("proxy.max_connections", p.max_connections, 1, 1_000_000)
     _check_range("proxy.drain_seconds", p.drain_seconds, 0, 86400)
     _check_range("redis.retention_days", settings.redis.retention_days, 1, 36500)
+    _check_range("writer.queue_size", settings.writer.queue_size, 1, 10**7)
+    _check_range("writer.batch_size", settings.writer.batch_size, 1, 100_000)
+    _check_range("writer.write_timeout", settings.writer.write_timeout, 0.01, 600)
     _check_range("capture.max_bytes", settings.capture.max_bytes, 0, 2**31)
     _check_range("feedback.token_ttl_seconds", settings.feedback.token_ttl_seconds, 1, 2**31)
     _check_range("feedback.max_events_per_trace", settings.feedback.max_events_per_trace, 1, 10**6)
@@ -355,8 +378,17 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}")
 
 
+def _split_url(key: str, url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(key, f"is not a valid URL ({_one_line(exc)})") from None
+    return parts
+
+
 def _check_redis(redis: RedisSettings) -> None:
-    if redis.url and urlsplit(redis.url).scheme not in {"redis", "rediss", "unix"}:
+    if redis.url and _split_url("redis.url", redis.url).scheme not in {"redis", "rediss", "unix"}:
         raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,32}", redis.key_prefix):
         raise ConfigError("redis.key_prefix", "must be 1-32 characters of A-Z a-z 0-9 _ . : -")
@@ -381,7 +413,7 @@ def _check_upstreams(settings: Settings) -> None:
 
 
 def _check_base_url(key: str, url: str) -> None:
-    parts = urlsplit(url)
+    parts = _split_url(key, url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(key, f"must be an http:// or https:// URL, got {url!r}")
     if parts.query or parts.fragment:
@@ -419,7 +451,10 @@ def _mask(key: str, value: Any) -> Any:
 
 
 def _mask_url_password(url: str) -> str:
+    """Hide a password in the userinfo and in a ``password=`` query parameter."""
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)]
+    return parts._replace(netloc=netloc, query=urlencode(query, safe="*")).geturl()

@@ -1,19 +1,30 @@
 """The composition root: ``create_app(settings)`` wires every resource in one place.
 
-Each resource is owned by a ``cleanup_ctx`` context, in dependency order, so start-up and
-shutdown are symmetrical and nothing lives in module globals.
+Each resource is owned by a ``cleanup_ctx`` context, in dependency order (Redis client, store
+and writer, then the upstream session), so start-up and shutdown are symmetrical and nothing
+lives in module globals. On shutdown the session closes first (no new upstream calls), then
+the writer drains its queue into Redis or the spool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import structlog
 from aiohttp import web
 
 from proxy.forward import forward
 from proxy.settings import Settings
 from proxy.state import STATE, ProxyState
+from proxy.store.keys import Keys
+from proxy.store.redis_store import RedisStore, connect
 from proxy.upstream import Router, client_session
+
+log = structlog.get_logger("proxy.app")
+PRUNE_INTERVAL_S = 600.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -26,11 +37,55 @@ def create_app(settings: Settings) -> web.Application:
         settings=settings,
         router=Router(settings.upstreams, settings.proxy.default_upstream),
     )
-    app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.extend([_redis_store, _writer, _retention, _client_session])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app
+
+
+async def _redis_store(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    redis = state.redis = connect(state.settings.redis.url)
+    keys = Keys(state.settings.redis.key_prefix)
+    state.store = RedisStore(redis, keys, state.settings.redis.retention_days)
+    yield
+    await redis.aclose()
+
+
+async def _writer(app: web.Application) -> AsyncIterator[None]:
+    from proxy.writer import Writer
+
+    state = app[STATE]
+    config = state.settings.writer
+    state.writer = Writer(
+        state.store,
+        Path(config.spool_dir),
+        max_queue=config.queue_size,
+        batch_size=config.batch_size,
+        write_timeout=config.write_timeout,
+    )
+    await state.writer.start()
+    yield
+    await state.writer.close(deadline=max(1.0, state.settings.proxy.drain_seconds))
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Prune index entries of expired traces in the background (never on a request)."""
+    task = asyncio.create_task(_prune_forever(app[STATE].store))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _prune_forever(store: RedisStore) -> None:
+    while True:
+        await asyncio.sleep(PRUNE_INTERVAL_S)
+        try:
+            await store.prune_indexes()
+        except Exception as exc:  # a failed prune is retried next round; log why
+            log.warning("index prune failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:

@@ -15,6 +15,8 @@ from multidict import CIMultiDict
 
 from proxy.errors import ProxyError
 from proxy.headers import EXPOSE_HEADERS
+from proxy.recorder import Recorder
+from proxy.settings import CaptureSettings
 from proxy.trace_context import TraceContext, new_span_id, new_trace_id
 from proxy.upstream import Route
 
@@ -27,11 +29,11 @@ access_log = structlog.get_logger("proxy.access")
 class Call:
     __slots__ = (
         "_fallback_ids",
-        "bytes_out",
         "context",
         "error",
         "method",
         "path",
+        "recorder",
         "route",
         "started",
         "status",
@@ -47,7 +49,7 @@ class Call:
         self.status: int | None = None
         self.ttfb: float | None = None
         self.error: str | None = None
-        self.bytes_out = 0
+        self.recorder: Recorder | None = None
         self._fallback_ids: tuple[str, str] | None = None
 
     @classmethod
@@ -63,12 +65,17 @@ class Call:
             self._fallback_ids = (new_trace_id(), new_span_id())
         return self._fallback_ids
 
+    def routed(self, route: Route, context: TraceContext, capture: CaptureSettings) -> Recorder:
+        """From here on the call is recorded as a span, whatever happens next."""
+        self.route = route
+        self.recorder = Recorder(
+            capture, route.upstream.name, self.method, route.upstream_path, self.started
+        )
+        return self.recorder
+
     def upstream_started(self, status: int) -> None:
         self.status = status
         self.ttfb = time.perf_counter()
-
-    def feed(self, chunk: bytes) -> None:
-        self.bytes_out += len(chunk)
 
     def fail(self, error: ProxyError) -> None:
         self.status = error.status
@@ -96,6 +103,12 @@ class Call:
         return response
 
     def finish(self, state: ProxyState) -> None:
+        """Submit the span (never blocks) and write the access line."""
+        if self.recorder is not None and self.context is not None and state.settings.capture.record:
+            state.writer.submit(self.recorder.record(self.context, self.status, self.error))
+        self._log()
+
+    def _log(self) -> None:
         now = time.perf_counter()
         trace_id, span_id = self.ids
         access_log.info(
@@ -108,6 +121,6 @@ class Call:
             status=self.status,
             duration_ms=round((now - self.started) * 1000, 2),
             ttfb_ms=round((self.ttfb - self.started) * 1000, 2) if self.ttfb else None,
-            bytes_out=self.bytes_out,
+            bytes_out=self.recorder.response_bytes if self.recorder else 0,
             error=self.error,
         )

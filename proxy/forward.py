@@ -20,8 +20,9 @@ from yarl import URL
 from proxy.call import Call
 from proxy.errors import PayloadTooLarge, ProxyError, Unauthorized
 from proxy.headers import PROXY_KEY_HEADER, downstream_headers, upstream_headers
+from proxy.recorder import Recorder
 from proxy.state import STATE, ProxyState
-from proxy.trace_context import TraceContext, parse_trace_context
+from proxy.trace_context import parse_trace_context
 from proxy.upstream import Route, translate_errors
 
 # Bodies up to this size are read whole before forwarding: it is already in the socket buffer,
@@ -37,8 +38,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
     try:
         context = call.context = parse_trace_context(request.headers)
         _check_proxy_key(request, state)
-        route = call.route = state.router.resolve(request.raw_path)
-        return await _relay(request, state, call, route, context)
+        route = state.router.resolve(request.raw_path)
+        recorder = call.routed(route, context, state.settings.capture)
+        return await _relay(request, state, call, route, recorder)
     except ProxyError as error:
         call.fail(error)
         return call.error_response(error)
@@ -59,11 +61,12 @@ def _check_proxy_key(request: web.Request, state: ProxyState) -> None:
 
 
 async def _relay(
-    request: web.Request, state: ProxyState, call: Call, route: Route, context: TraceContext
+    request: web.Request, state: ProxyState, call: Call, route: Route, recorder: Recorder
 ) -> web.StreamResponse:
-    body = await _request_body(request, state.settings.proxy.max_body_bytes)
+    body = await _request_body(request, state.settings.proxy.max_body_bytes, recorder)
     headers = upstream_headers(request.headers)
-    headers.append(("traceparent", context.traceparent()))
+    assert call.context is not None
+    headers.append(("traceparent", call.context.traceparent()))
     if isinstance(body, _BodyStream) and request.content_length is not None:
         headers.append(("Content-Length", str(request.content_length)))
     with translate_errors(route.upstream.name), _body_cap(body):
@@ -76,15 +79,18 @@ async def _relay(
             timeout=route.upstream.timeout,
         )
     try:
-        return await _stream_back(request, upstream, call)
+        return await _stream_back(request, upstream, call, recorder)
     finally:
         upstream.close()
 
 
 async def _stream_back(
-    request: web.Request, upstream: aiohttp.ClientResponse, call: Call
+    request: web.Request, upstream: aiohttp.ClientResponse, call: Call, recorder: Recorder
 ) -> web.StreamResponse:
     call.upstream_started(upstream.status)
+    recorder.response_started(
+        upstream.headers.get("Content-Type", ""), upstream.headers.get("Content-Encoding", "")
+    )
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(
         downstream_headers(upstream.headers.items(), upstream.headers.get("Connection"))
@@ -96,7 +102,7 @@ async def _stream_back(
     try:
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
-            call.feed(chunk)
+            recorder.response_chunk(chunk)
     except MID_STREAM_ERRORS as exc:
         call.broken(exc)
         _break_client(request)
@@ -111,7 +117,9 @@ def _break_client(request: web.Request) -> None:
         request.transport.abort()
 
 
-async def _request_body(request: web.Request, limit: int) -> bytes | _BodyStream | None:
+async def _request_body(
+    request: web.Request, limit: int, recorder: Recorder
+) -> bytes | _BodyStream | None:
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(
@@ -121,15 +129,18 @@ async def _request_body(request: web.Request, limit: int) -> bytes | _BodyStream
     if not request.body_exists:
         return None
     if length is not None and length <= _READ_WHOLE_BYTES:
-        return await request.read()
-    return _BodyStream(request.content, limit)
+        body = await request.read()
+        recorder.request_body(body)
+        return body
+    return _BodyStream(request.content, limit, recorder)
 
 
 class _BodyStream:
     """Streams a request body upstream, stopping at the size cap."""
 
-    def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
+    def __init__(self, content: aiohttp.StreamReader, limit: int, recorder: Recorder) -> None:
         self._content = content
+        self._recorder = recorder
         self.limit = limit
         self.exceeded = False
 
@@ -140,6 +151,7 @@ class _BodyStream:
             if sent > self.limit:
                 self.exceeded = True
                 raise PayloadTooLarge("request body over proxy.max_body_bytes")
+            self._recorder.request_body(chunk)
             yield chunk
 
 

@@ -13,13 +13,15 @@ import os
 import signal
 import sys
 from contextlib import suppress
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
+from proxy.admin.app import create_admin_app
 from proxy.app import create_app
 from proxy.settings import Settings
-from proxy.state import STATE
+from proxy.state import STATE, ProxyState
 
 log = structlog.get_logger("proxy.server")
 
@@ -70,21 +72,51 @@ def _install_uvloop() -> None:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def start_proxy(settings: Settings, reuse_port: bool = False) -> web.AppRunner:
-    """Start the proxy listener; the caller owns the runner (``await runner.cleanup()``)."""
-    app = create_app(settings)
-    runner = web.AppRunner(
-        app,
-        handler_cancellation=True,
-        access_log=None,
+@dataclass(slots=True)
+class Listeners:
+    """The proxy and admin listeners of one worker; ``stop()`` drains and closes both."""
+
+    proxy: web.AppRunner
+    admin: web.AppRunner
+
+    @property
+    def state(self) -> ProxyState:
+        return self.proxy.app[STATE]
+
+    async def stop(self) -> None:
+        self.state.draining = True
+        try:
+            await self.proxy.cleanup()  # stop accepting, let calls finish, flush the writer
+        finally:
+            await self.admin.cleanup()
+
+
+async def start_listeners(settings: Settings, reuse_port: bool = False) -> Listeners:
+    """Start the proxy listener and the admin listener; the caller owns ``stop()``."""
+    proxy = await _start_runner(
+        create_app(settings), settings.proxy.host, settings.proxy.port, reuse_port,
         shutdown_timeout=settings.proxy.drain_seconds,
+    )  # fmt: skip
+    try:
+        admin_app = create_admin_app(proxy.app[STATE])
+        admin = await _start_runner(
+            admin_app, settings.admin.host, settings.admin.port, reuse_port, shutdown_timeout=5
+        )
+    except BaseException:
+        await proxy.cleanup()
+        raise
+    return Listeners(proxy, admin)
+
+
+async def _start_runner(
+    app: web.Application, host: str, port: int, reuse_port: bool, shutdown_timeout: float
+) -> web.AppRunner:
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner, settings.proxy.host, settings.proxy.port, reuse_port=reuse_port or None
-    )
     try:
-        await site.start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     except BaseException:
         await runner.cleanup()
         raise
@@ -97,18 +129,21 @@ def bound_port(runner: web.AppRunner) -> int:
 
 
 async def serve(settings: Settings, reuse_port: bool = False) -> None:
-    """Run the proxy listener until SIGTERM or SIGINT, then drain and stop."""
+    """Run both listeners until SIGTERM or SIGINT, then drain and stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = await start_proxy(settings, reuse_port)
+    listeners = await start_listeners(settings, reuse_port)
     try:
-        address = f"http://{settings.proxy.host}:{bound_port(runner)}"
-        log.info("listening", address=address, pid=os.getpid())
+        log.info(
+            "listening",
+            proxy=f"http://{settings.proxy.host}:{bound_port(listeners.proxy)}",
+            admin=f"http://{settings.admin.host}:{bound_port(listeners.admin)}",
+            pid=os.getpid(),
+        )
         await stop.wait()
-        runner.app[STATE].draining = True
         log.info("draining", seconds=settings.proxy.drain_seconds)
     finally:
-        await runner.cleanup()
+        await listeners.stop()
         log.info("stopped")

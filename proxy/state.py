@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from proxy.settings import Settings
+from proxy.store.redis_store import RedisStore
 from proxy.upstream import Router
+
+if TYPE_CHECKING:
+    from proxy.writer import Writer
 
 
 @dataclass(slots=True)
 class ProxyState:
+    """Resources are filled in by the app's cleanup contexts, in dependency order."""
+
     settings: Settings
     router: Router
     session: aiohttp.ClientSession = field(init=False)
+    redis: aioredis.Redis = field(init=False)
+    store: RedisStore = field(init=False)
+    writer: Writer = field(init=False)
     draining: bool = False
 
 

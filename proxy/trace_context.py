@@ -45,6 +45,7 @@ ERROR_CODE = "invalid_trace_header"
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+TRACE_ID_PATTERN = _ID  # what a trace ID may be, wherever one is read
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _TRACEPARENT_LEN = 55

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,9 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from proxy.server import bound_port, start_proxy
+from proxy.server import Listeners, bound_port, start_listeners
 from proxy.settings import Settings, load_settings
 from proxy.store.embedded import EmbeddedRedis, free_port
 from tests.fake_provider import FakeProvider
@@ -36,7 +36,15 @@ async def fake_provider() -> AsyncIterator[FakeProvider]:
 
 
 @pytest.fixture
-def make_settings(fake_provider: FakeProvider, tmp_path: Path) -> Callable[..., Settings]:
+def key_prefix() -> str:
+    """A Redis key prefix of this test's own, so tests sharing one Redis never meet."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_settings(
+    fake_provider: FakeProvider, tmp_path: Path, redis_server: str, key_prefix: str
+) -> Callable[..., Settings]:
     """Settings pointing every upstream at the fake provider; keyword overrides by dotted key."""
 
     def make(**overrides: Any) -> Settings:
@@ -44,6 +52,11 @@ def make_settings(fake_provider: FakeProvider, tmp_path: Path) -> Callable[..., 
             "proxy.host": "127.0.0.1",
             "proxy.port": 0,
             "proxy.drain_seconds": 5,
+            "admin.host": "127.0.0.1",
+            "admin.port": 0,
+            "redis.url": redis_server,
+            "redis.key_prefix": key_prefix,
+            "writer.spool_dir": str(tmp_path / "spool"),
             "upstreams.openai.base_url": fake_provider.base_url,
             "upstreams.anthropic.base_url": fake_provider.base_url,
             "redis.data_dir": str(tmp_path / "data"),
@@ -57,8 +70,9 @@ def make_settings(fake_provider: FakeProvider, tmp_path: Path) -> Callable[..., 
 @dataclass
 class RunningProxy:
     url: str
+    admin_url: str
     settings: Settings
-    runner: web.AppRunner
+    listeners: Listeners
 
 
 StartProxy = Callable[..., Awaitable[RunningProxy]]
@@ -67,17 +81,22 @@ StartProxy = Callable[..., Awaitable[RunningProxy]]
 @pytest.fixture
 async def start(make_settings: Callable[..., Settings]) -> AsyncIterator[StartProxy]:
     """Factory: a proxy listener with ``make_settings(**overrides)``, stopped after the test."""
-    runners: list[web.AppRunner] = []
+    running: list[Listeners] = []
 
     async def _start(settings: Settings | None = None, **overrides: Any) -> RunningProxy:
         settings = settings or make_settings(**overrides)
-        runner = await start_proxy(settings)
-        runners.append(runner)
-        return RunningProxy(f"http://127.0.0.1:{bound_port(runner)}", settings, runner)
+        listeners = await start_listeners(settings)
+        running.append(listeners)
+        return RunningProxy(
+            url=f"http://127.0.0.1:{bound_port(listeners.proxy)}",
+            admin_url=f"http://127.0.0.1:{bound_port(listeners.admin)}",
+            settings=settings,
+            listeners=listeners,
+        )
 
     yield _start
-    for runner in runners:
-        await runner.cleanup()
+    for listeners in running:
+        await listeners.stop()
 
 
 @pytest.fixture

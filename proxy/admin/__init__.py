@@ -1,0 +1,1 @@
+"""The admin listener: trace API, health, and (later) datasets, stats and metrics."""

@@ -1,0 +1,61 @@
+"""The admin application, served on its own listener (default 127.0.0.1:8081).
+
+It shares the proxy application's store: the proxy app owns every resource, the admin app
+only reads them, so both listeners see the same Redis and the same writer.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from proxy.admin.common import ADMIN_STATE, error_response, json_response
+from proxy.admin.traces import get_trace
+from proxy.state import ProxyState
+from proxy.store.errors import StoreUnavailable
+
+_OPEN_PATHS = frozenset({"/healthz"})
+
+
+def create_admin_app(state: ProxyState) -> web.Application:
+    app = web.Application(middlewares=[_errors, _auth])
+    app[ADMIN_STATE] = state
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/traces/{trace_id}", get_trace)
+    return app
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Once admin.token is set, every route but /healthz demands it, on loopback too."""
+    token = request.app[ADMIN_STATE].settings.admin.token
+    if token and request.path not in _OPEN_PATHS:
+        sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
+            return error_response(401, "unauthorized", "Missing or wrong admin bearer token.")
+    return await handler(request)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StoreUnavailable:
+        return error_response(503, "redis_unavailable", "Redis is unreachable; try again shortly.")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when Redis answers and the proxy is not draining; 503 otherwise."""
+    state = request.app[ADMIN_STATE]
+    if state.draining:
+        return json_response({"status": "draining"}, status=503)
+    if not await state.store.ping():
+        return json_response({"status": "redis unreachable"}, status=503)
+    return json_response({"status": "ready"})

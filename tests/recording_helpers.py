@@ -1,0 +1,24 @@
+"""Waiting for recorded traces: poll the admin API until the condition holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+
+async def wait_for_trace(
+    http: aiohttp.ClientSession, admin_url: str, trace_id: str, spans: int = 1, timeout: float = 5
+) -> dict[str, Any]:
+    """The trace once it has at least ``spans`` spans; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        async with http.get(f"{admin_url}/api/traces/{trace_id}") as resp:
+            last = await resp.json() if resp.status in (200, 404) else resp.status
+            if resp.status == 200 and len(last["spans"]) >= spans:
+                return dict(last)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"trace {trace_id} not recorded with {spans} span(s): {last}")

@@ -552,12 +552,12 @@ class FakeProvider:
         return f"http://127.0.0.1:{self._port}"
 
     # The lead's API names the parameter ``timeout``; it is applied with asyncio.timeout.
-    async def wait_for_requests(self, n: int, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait_for_requests(self, n: int, timeout: float) -> None:
         """Wait until at least ``n`` requests were received; TimeoutError otherwise."""
         async with asyncio.timeout(timeout):
             await self._until(lambda: len(self.requests) >= n)
 
-    async def wait_for_disconnect(self, timeout: float) -> float:  # noqa: ASYNC109
+    async def wait_for_disconnect(self, timeout: float) -> float:
         """Wait for the next disconnect not yet returned by this method; its monotonic time."""
         async with asyncio.timeout(timeout):
             await self._until(lambda: len(self.disconnects) > self._disconnects_seen)

@@ -58,14 +58,18 @@ class EmbeddedRedis:
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._process is None or self._process.poll() is not None:
+        process = self._process
+        if process is None:
             return
-        self._process.send_signal(signal.SIGTERM)  # redis saves and exits on SIGTERM
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # redis saves and exits on SIGTERM
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
     def _base_args(self) -> list[str]:
         return [

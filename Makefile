@@ -24,7 +24,7 @@ run: $(VENV)/.run-installed   ## set up and run the proxy on :8080 (admin :8081)
 test: lint unit               ## set up, lint, type-check and run the whole test suite
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check proxy tests bench
+	$(BIN)/ruff check .
 	$(BIN)/ruff format --check proxy
 	$(BIN)/mypy
 

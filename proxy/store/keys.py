@@ -23,9 +23,16 @@ class TraceKeys:
     attributes: str  # hash: attribute key -> JSON value (later merge wins)
     tags: str  # set of tags
     models: str  # set of models used by the trace's spans
+    feedback: str  # hash: event key -> feedback event JSON
+    feedback_order: str  # sorted set: event key scored by arrival sequence
+    span_feedback: str  # hash: "a\x1f<span>\x1f<key>" -> JSON value, "t\x1f<span>\x1f<tag>" -> 1
 
     def all(self) -> list[str]:
-        return [self.trace, self.spans, self.attributes, self.tags, self.models]
+        """Every key of the trace, in the order the Lua scripts expect them in KEYS."""
+        return [
+            self.trace, self.spans, self.attributes, self.tags, self.models,
+            self.feedback, self.feedback_order, self.span_feedback,
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,9 @@ class Keys:
             attributes=f"{base}:attrs",
             tags=f"{base}:tags",
             models=f"{base}:models",
+            feedback=f"{base}:fb",
+            feedback_order=f"{base}:fb-order",
+            span_feedback=f"{base}:span-fb",
         )
 
     @property
@@ -55,6 +65,19 @@ class Keys:
     def index_registry(self) -> str:
         """Set of every index key, so retention can prune them without KEYS/SCAN."""
         return f"{self.prefix}:idx:registry"
+
+    def dataset_rows(self, dataset: str) -> str:
+        """Hash: trace_id -> row JSON (a trace is in a dataset once); no TTL (rows are copies)."""
+        return f"{self.prefix}:ds:{{{dataset}}}:rows"
+
+    def dataset_order(self, dataset: str) -> str:
+        """Sorted set: trace_id scored by when its row was added."""
+        return f"{self.prefix}:ds:{{{dataset}}}:order"
+
+    @property
+    def datasets(self) -> str:
+        """Set of dataset names."""
+        return f"{self.prefix}:datasets"
 
     @property
     def events(self) -> str:

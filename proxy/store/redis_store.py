@@ -20,12 +20,34 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from proxy.records import assemble_trace
+from proxy.records import assemble_trace, iso_from_ms
+from proxy.settings import ReviewRule
 from proxy.store.errors import StoreUnavailable
+from proxy.store.feedback_ops import (
+    MergeResult,
+    matching_rules,
+    merge_args,
+    parse_result,
+    queue_index_upkeep,
+    review_row,
+)
 from proxy.store.keys import Keys
 
 EVENTS_MAXLEN = 100_000
-_RECORD_SPAN = resources.files("proxy.store").joinpath("lua/record_span.lua").read_text()
+_SCRIPTS = {
+    name: resources.files("proxy.store").joinpath(f"lua/{name}.lua").read_text()
+    for name in ("record_span", "merge_feedback")
+}
+
+
+def _feedback_entry(record: dict[str, Any]) -> dict[Any, Any]:
+    event = record["event"]
+    return {
+        "type": "feedback",
+        "trace_id": record["trace_id"],
+        "span_id": event.get("span_id") or "",
+        "data": orjson.dumps(event),
+    }
 
 
 def connect(url: str, timeout: float = 2.0) -> aioredis.Redis:
@@ -40,11 +62,20 @@ def connect(url: str, timeout: float = 2.0) -> aioredis.Redis:
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys, retention_days: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        retention_days: int,
+        max_feedback_events: int = 1000,
+        review_rules: tuple[ReviewRule, ...] = (),
+    ) -> None:
         self._client = client
         self._keys = keys
         self._retention_s = retention_days * 86400
-        self._record_span_sha: str | None = None
+        self._max_events = max_feedback_events
+        self._rules = review_rules
+        self._shas: dict[str, str] = {}
 
     async def ping(self) -> bool:
         try:
@@ -53,26 +84,91 @@ class RedisStore:
             return False
 
     async def write_batch(self, records: Sequence[dict[str, Any]]) -> None:
-        """Write span records; idempotent per record, so a failed batch may be re-sent whole."""
+        """Write span and feedback records; idempotent per record, so a failed batch may be
+        re-sent whole (a replayed feedback event replaces itself)."""
+        spans = [r for r in records if r["kind"] == "span"]
+        feedback = [r for r in records if r["kind"] == "feedback"]
+        await self._with_scripts(self._write_spans, spans)
+        if feedback:
+            await self._with_scripts(self._merge_all, feedback)
+
+    async def merge_feedback(self, record: dict[str, Any]) -> MergeResult:
+        """Merge one feedback event now (the live path); raises StoreUnavailable."""
+        results: list[MergeResult] = await self._with_scripts(self._merge_all, [record])
+        return results[0]
+
+    async def _with_scripts(self, operation: Any, records: Sequence[dict[str, Any]]) -> Any:
+        """Run ``operation``, loading scripts Redis lost (a restart) once; translate errors."""
         try:
             try:
-                await self._write(records)
-            except NoScriptError:  # Redis restarted empty: load the script and send again
-                self._record_span_sha = None
-                await self._write(records)
+                return await operation(records)
+            except NoScriptError:
+                self._shas.clear()
+                return await operation(records)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _write(self, records: Sequence[dict[str, Any]]) -> None:
-        if self._record_span_sha is None:
-            self._record_span_sha = await self._client.script_load(_RECORD_SPAN)
+    async def _sha(self, name: str) -> str:
+        if name not in self._shas:
+            self._shas[name] = await self._client.script_load(_SCRIPTS[name])
+        return self._shas[name]
+
+    async def _write_spans(self, records: Sequence[dict[str, Any]]) -> None:
+        if not records:
+            return
+        sha = await self._sha("record_span")
         pipe = self._client.pipeline(transaction=False)
         now_ms = str(int(time.time() * 1000))
         for record in records:
-            self._queue_span(pipe, record, now_ms)
+            self._queue_span(pipe, sha, record, now_ms)
         await pipe.execute()
 
-    def _queue_span(self, pipe: Any, record: dict[str, Any], now_ms: str) -> None:
+    async def _merge_all(self, records: Sequence[dict[str, Any]]) -> list[MergeResult]:
+        sha = await self._sha("merge_feedback")
+        now_ms = int(time.time() * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        for record in records:
+            keys = self._keys.trace(record["trace_id"]).all()
+            args = merge_args(record, now_ms, self._retention_s, self._max_events)
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        results = [parse_result(raw) for raw in await pipe.execute()]
+        await self._after_merge(records, results)
+        return results
+
+    async def _after_merge(
+        self, records: Sequence[dict[str, Any]], results: list[MergeResult]
+    ) -> None:
+        """Index upkeep, the event stream and review-queue rows (all idempotent)."""
+        pipe = self._client.pipeline(transaction=False)
+        reviews: list[tuple[str, str]] = []
+        for record, result in zip(records, results, strict=True):
+            if result.status == "full":
+                continue
+            queue_index_upkeep(pipe, self._keys, record, result)
+            pipe.xadd(self._keys.events, _feedback_entry(record),
+                      maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
+            reviews += [(d, record["trace_id"]) for d in matching_rules(self._rules, record)]
+        await pipe.execute()
+        for dataset, trace_id in reviews:
+            await self._add_review_row(dataset, trace_id)
+
+    async def _add_review_row(self, dataset: str, trace_id: str) -> None:
+        row = review_row(await self.get_trace(trace_id), trace_id, iso_from_ms(time.time() * 1000))
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hsetnx(self._keys.dataset_rows(dataset), trace_id, orjson.dumps(row))
+        pipe.zadd(self._keys.dataset_order(dataset), {trace_id: time.time()}, nx=True)
+        pipe.sadd(self._keys.datasets, dataset)
+        await pipe.execute()
+
+    async def dataset_rows(self, dataset: str) -> list[dict[str, Any]]:
+        """Rows of a dataset in the order they were added (the full dataset API comes later)."""
+        order: Any = await self._client.zrange(self._keys.dataset_order(dataset), 0, -1)
+        if not order:
+            return []
+        rows = await self._client.hmget(self._keys.dataset_rows(dataset), order)
+        return [orjson.loads(r) for r in rows if r is not None]
+
+    def _queue_span(self, pipe: Any, sha: str, record: dict[str, Any], now_ms: str) -> None:
         trace, span = record["trace"], record["span"]
         trace_id, keys = trace["trace_id"], self._keys.trace(trace["trace_id"])
         span_json = orjson.dumps(span)
@@ -87,7 +183,7 @@ class RedisStore:
             args += [key, orjson.dumps(value)]
         args += trace.get("tags") or []
         trace_keys = keys.all()
-        pipe.evalsha(self._record_span_sha, len(trace_keys), *trace_keys, *args)
+        pipe.evalsha(sha, len(trace_keys), *trace_keys, *args)
         for index in self._index_keys(trace, span):
             pipe.zadd(index, {trace_id: started_ms}, lt=True)
         pipe.sadd(self._keys.index_registry, *self._index_keys(trace, span))
@@ -120,13 +216,20 @@ class RedisStore:
         pipe.hgetall(keys.attributes)
         pipe.smembers(keys.tags)
         pipe.smembers(keys.models)
+        pipe.hgetall(keys.feedback)
+        pipe.zrange(keys.feedback_order, 0, -1)
+        pipe.hgetall(keys.span_feedback)
         try:
-            trace, spans, attrs, tags, models = await pipe.execute()
+            trace, spans, attrs, tags, models, events, order, span_fb = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if not trace:
             return None
-        return assemble_trace(trace, spans, attrs, tags, models)
+        raw = {
+            "trace": trace, "spans": spans, "attributes": attrs, "tags": tags, "models": models,
+            "feedback": [events.get(key) for key in order], "span_feedback": span_fb,
+        }  # fmt: skip
+        return assemble_trace(raw)
 
     async def prune_indexes(self, now: float | None = None) -> int:
         """Drop index entries of traces past retention (a background task, never a request)."""

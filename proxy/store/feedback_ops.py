@@ -1,0 +1,115 @@
+"""Feedback merges on Redis: the atomic per-trace script, then idempotent index upkeep.
+
+The script changes only keys of one trace (one cluster slot). Index entries, review-queue
+rows and the event stream live in other slots and follow in a second pipeline; they are
+``ZADD``/``HSETNX`` operations, so repeating them (a spool replay) changes nothing, and a
+query checks every index hit against the record, so a stale entry never shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from proxy.records import rule_matches
+from proxy.settings import ReviewRule
+from proxy.store.keys import Keys
+
+MERGE_FEEDBACK = resources.files("proxy.store").joinpath("lua/merge_feedback.lua").read_text()
+# Trace-level attributes that get an index of their own (dimension name, attribute key).
+INDEXED_ATTRIBUTES = (
+    ("feedback", "user_feedback"),
+    ("category", "user_feedback_category"),
+    ("reason", "feedback_reason"),
+    ("rating", "user_feedback_rating"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    status: str  # "applied" (new event), "replaced" (same feedback_id again), "full"
+    created_ms: int = 0
+    annotation_status: str | None = None
+    previous: dict[str, Any] | None = None  # the event this one replaced
+
+
+def merge_args(record: dict[str, Any], now_ms: int, retention_s: int, max_events: int) -> list[Any]:
+    """ARGV for merge_feedback.lua from a feedback record (see the script's header)."""
+    event = record["event"]
+    attrs: dict[str, Any] = event["attributes"]
+    deleted_attrs, deleted_tags = record.get("delete_attributes", []), record.get("delete_tags", [])
+    vote = attrs.get("user_feedback")
+    args: list[Any] = [
+        record["trace_id"], record["event_key"], orjson.dumps(event), now_ms, retention_s,
+        max_events, event.get("span_id") or "", orjson.dumps(vote) if vote else "",
+        len(attrs), len(event["tags"]), len(deleted_attrs), len(deleted_tags),
+    ]  # fmt: skip
+    for key, value in attrs.items():
+        args += [key, orjson.dumps(value)]
+    return args + list(event["tags"]) + list(deleted_attrs) + list(deleted_tags)
+
+
+def parse_result(raw: list[Any]) -> MergeResult:
+    code = int(raw[0])
+    if code == -1:
+        return MergeResult(status="full")
+    return MergeResult(
+        status="applied" if code == 1 else "replaced",
+        created_ms=int(raw[1]),
+        annotation_status=raw[2].decode() if raw[2] else None,
+        previous=orjson.loads(raw[3]) if raw[3] else None,
+    )
+
+
+def queue_index_upkeep(
+    pipe: aioredis.client.Pipeline, keys: Keys, record: dict[str, Any], result: MergeResult
+) -> None:
+    """ZADD the trace into the indexes its feedback now matches (idempotent)."""
+    trace_id, event = record["trace_id"], record["event"]
+    indexes = [keys.index("has_feedback", "1")]
+    if result.annotation_status:
+        indexes.append(keys.index("annotation", result.annotation_status))
+    if not event.get("span_id"):
+        attrs = event["attributes"]
+        for dimension, attribute in INDEXED_ATTRIBUTES:
+            if attrs.get(attribute) is not None:
+                indexes.append(keys.index(dimension, str(attrs[attribute])))
+        tags = set(event["tags"]) | _thumbs_tag(attrs)
+        indexes += [keys.index("tag", tag) for tag in sorted(tags)]
+    for index in indexes:
+        pipe.zadd(index, {trace_id: result.created_ms}, lt=True)
+    pipe.sadd(keys.index_registry, *indexes)
+
+
+def _thumbs_tag(attrs: dict[str, Any]) -> set[str]:
+    vote = attrs.get("user_feedback")
+    return {"thumbs-down"} if vote == "negative" else {"thumbs-up"} if vote == "positive" else set()
+
+
+def matching_rules(rules: tuple[ReviewRule, ...], record: dict[str, Any]) -> list[str]:
+    """Datasets whose review rule this trace-level feedback matches."""
+    event = record["event"]
+    if event.get("span_id"):
+        return []
+    return [rule.dataset for rule in rules if rule_matches(rule.when, event["attributes"])]
+
+
+def review_row(trace: dict[str, Any] | None, trace_id: str, now_iso: str) -> dict[str, Any]:
+    """A dataset row for the review queue: the trace's latest answer and its feedback."""
+    spans = (trace or {}).get("spans") or []
+    last = spans[-1] if spans else {}
+    attrs = (trace or {}).get("attributes") or {}
+    return {
+        "row_id": trace_id,
+        "trace_id": trace_id,
+        "input": last.get("input"),
+        "output": last.get("output"),
+        "feedback": {k: attrs.get(k) for _, k in INDEXED_ATTRIBUTES},
+        "annotation_status": "empty",
+        "annotation": None,
+        "added_at": now_iso,
+    }

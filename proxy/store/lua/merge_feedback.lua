@@ -1,0 +1,73 @@
+-- Merge one feedback event into its trace, atomically.
+-- KEYS: 1 trace hash, 2 spans hash, 3 attributes hash, 4 tags set, 5 models set,
+--       6 feedback hash (event key -> event JSON), 7 feedback order zset (event key -> seq),
+--       8 span feedback hash ("a\31<span>\31<key>" -> JSON value, "t\31<span>\31<tag>" -> 1)
+-- ARGV: 1 trace_id, 2 event key, 3 event JSON, 4 now_ms, 5 retention_seconds,
+--       6 max events, 7 target span_id ('' = the trace), 8 user_feedback JSON ('' = none),
+--       9 N attribute pairs, 10 M tags, 11 D deleted attribute keys, 12 E deleted tags,
+--       then N key / JSON value pairs, M tags, D keys, E tags.
+-- Returns {status, created_ms, annotation_status, previous event JSON or false}; status is
+-- 1 (new event), 2 (same event key again: replaced) or -1 (history full: nothing changed).
+local trace, attrs, tags = KEYS[1], KEYS[3], KEYS[4]
+local events, order, span_fb = KEYS[6], KEYS[7], KEYS[8]
+local key, span = ARGV[2], ARGV[7]
+local previous = redis.call('HGET', events, key)
+if not previous then
+  if redis.call('ZCARD', order) >= tonumber(ARGV[6]) then
+    return {-1, 0, false, false}
+  end
+  local seq = redis.call('HINCRBY', trace, 'feedback_seq', 1)
+  redis.call('ZADD', order, seq, key)
+end
+redis.call('HSET', events, key, ARGV[3])
+
+local function set_attr(k, v)
+  if span == '' then redis.call('HSET', attrs, k, v)
+  else redis.call('HSET', span_fb, 'a\31' .. span .. '\31' .. k, v) end
+end
+local function del_attr(k)
+  if span == '' then redis.call('HDEL', attrs, k)
+  else redis.call('HDEL', span_fb, 'a\31' .. span .. '\31' .. k) end
+end
+local function add_tag(t)
+  if span == '' then redis.call('SADD', tags, t)
+  else redis.call('HSET', span_fb, 't\31' .. span .. '\31' .. t, '1') end
+end
+local function del_tag(t)
+  if span == '' then redis.call('SREM', tags, t)
+  else redis.call('HDEL', span_fb, 't\31' .. span .. '\31' .. t) end
+end
+
+local n, m, d, e = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local i = 13
+for _ = 1, n do set_attr(ARGV[i], ARGV[i + 1]); i = i + 2 end
+for _ = 1, m do add_tag(ARGV[i]); i = i + 1 end
+for _ = 1, d do del_attr(ARGV[i]); i = i + 1 end
+for _ = 1, e do del_tag(ARGV[i]); i = i + 1 end
+
+-- The thumbs tag follows the current vote: a changed vote moves the tag, never doubles it.
+if ARGV[8] == '"negative"' then
+  add_tag('thumbs-down'); del_tag('thumbs-up')
+elseif ARGV[8] == '"positive"' then
+  add_tag('thumbs-up'); del_tag('thumbs-down')
+end
+if ARGV[8] == '"negative"' then
+  redis.call('HSETNX', trace, 'annotation_status', 'empty')
+end
+
+local now = tonumber(ARGV[4])
+redis.call('HSET', trace, 'trace_id', ARGV[1])
+redis.call('HSETNX', trace, 'created_ms', ARGV[4])
+local updated = tonumber(redis.call('HGET', trace, 'updated_ms'))
+if updated == nil or now > updated then
+  redis.call('HSET', trace, 'updated_ms', ARGV[4])
+end
+local created = tonumber(redis.call('HGET', trace, 'created_ms'))
+local expire_at = math.floor(created / 1000) + tonumber(ARGV[5])
+for _, k in ipairs(KEYS) do
+  redis.call('EXPIREAT', k, expire_at)
+end
+local status = 1
+if previous then status = 2 end
+return {status, redis.call('HGET', trace, 'created_ms'),
+        redis.call('HGET', trace, 'annotation_status'), previous or false}

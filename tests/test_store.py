@@ -48,7 +48,7 @@ def span_record(
         "started_ms": started_ms,
         "trace": {"trace_id": trace_id, "attributes": {}, "tags": [], **trace},
         "span": {"span_id": span_id, "started_at": iso_from_ms(started_ms),
-                 "model": "gpt-4o-mini", "upstream": "openai"},
+                 "model": "gpt-4o-mini", "upstream": "openai", "attributes": {}, "tags": []},
     }  # fmt: skip
 
 

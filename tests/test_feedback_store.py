@@ -1,0 +1,198 @@
+"""Feedback merges on a real Redis: history, idempotency, later-wins, spans, caps, indexes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from proxy.records import iso_from_ms
+from proxy.settings import ReviewRule
+from proxy.store.keys import Keys
+from proxy.store.redis_store import RedisStore, connect
+from tests.test_store import span_record
+
+RULES = (
+    ReviewRule(dataset="review", when={"user_feedback": "negative"}),
+    ReviewRule(dataset="low", when={"user_feedback_rating": {"lte": 2}}),
+)
+
+
+@pytest.fixture
+async def client(redis_server: str) -> AsyncIterator[aioredis.Redis]:
+    redis = connect(redis_server)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+def keys(key_prefix: str) -> Keys:
+    return Keys(key_prefix)
+
+
+@pytest.fixture
+def store(client: aioredis.Redis, keys: Keys) -> RedisStore:
+    return RedisStore(client, keys, retention_days=30, max_feedback_events=5, review_rules=RULES)
+
+
+def feedback(
+    trace_id: str = "tr-1",
+    feedback_id: str | None = None,
+    span_id: str | None = None,
+    tags: tuple[str, ...] = (),
+    **attributes: Any,
+) -> dict[str, Any]:
+    event_id = uuid.uuid4().hex
+    key = f"id:{feedback_id}" if feedback_id else f"ev:{event_id}"
+    return {
+        "id": f"fb:{trace_id}:{key}",
+        "kind": "feedback",
+        "trace_id": trace_id,
+        "event_key": key,
+        "event": {
+            "event_id": event_id, "feedback_id": feedback_id, "span_id": span_id,
+            "received_at": "2026-11-27T00:00:00.000Z", "source": "header",
+            "attributes": attributes, "tags": list(tags),
+        },
+    }  # fmt: skip
+
+
+async def trace_of(store: RedisStore, trace_id: str = "tr-1") -> dict[str, Any]:
+    trace = await store.get_trace(trace_id)
+    assert trace is not None
+    return trace
+
+
+async def test_negative_feedback_sets_attributes_tag_annotation_and_history(
+    store: RedisStore,
+) -> None:
+    """A thumbs-down lands as attribute, tag thumbs-down, annotation empty and one event."""
+    await store.write_batch([span_record()])
+    result = await store.merge_feedback(
+        feedback(user_feedback="negative", user_feedback_category="incorrect")
+    )
+    assert result.status == "applied"
+    trace = await trace_of(store)
+    assert trace["attributes"]["user_feedback"] == "negative"
+    assert trace["attributes"]["user_feedback_category"] == "incorrect"
+    assert "thumbs-down" in trace["tags"]
+    assert trace["annotation_status"] == "empty"
+    assert [e["attributes"]["user_feedback"] for e in trace["feedback"]] == ["negative"]
+
+
+async def test_same_feedback_id_replaces_its_event_and_moves_the_thumbs_tag(
+    store: RedisStore,
+) -> None:
+    """A changed vote with the same X-Feedback-Id replaces the event: no pile-up, tag moves."""
+    await store.merge_feedback(feedback(feedback_id="vote-1", user_feedback="negative"))
+    again = await store.merge_feedback(feedback(feedback_id="vote-1", user_feedback="positive"))
+    assert again.status == "replaced"
+    assert again.previous is not None
+    assert again.previous["attributes"]["user_feedback"] == "negative"
+    trace = await trace_of(store)
+    assert len(trace["feedback"]) == 1
+    assert trace["attributes"]["user_feedback"] == "positive"
+    assert "thumbs-up" in trace["tags"]
+    assert "thumbs-down" not in trace["tags"]
+
+
+async def test_history_keeps_order_and_later_merge_wins(store: RedisStore) -> None:
+    """Events stay in arrival order; for one key the later merge wins."""
+    await store.merge_feedback(feedback(user_feedback_rating=2))
+    await store.merge_feedback(feedback(user_feedback_rating=5, user_feedback_comment="ok"))
+    trace = await trace_of(store)
+    assert [e["attributes"]["user_feedback_rating"] for e in trace["feedback"]] == [2, 5]
+    assert trace["attributes"]["user_feedback_rating"] == 5
+    assert trace["attributes"]["user_feedback_comment"] == "ok"
+
+
+async def test_replayed_record_changes_nothing(store: RedisStore) -> None:
+    """The same feedback record written twice (a spool replay) is one event."""
+    record = feedback(user_feedback="positive")
+    await store.write_batch([record])
+    await store.write_batch([record])
+    assert len((await trace_of(store))["feedback"]) == 1
+
+
+async def test_annotation_status_is_not_reset_once_set(
+    store: RedisStore, client: aioredis.Redis, keys: Keys
+) -> None:
+    """Negative feedback sets annotation_status only when it has none."""
+    await client.hset(keys.trace("tr-1").trace, "annotation_status", "filled")
+    await store.merge_feedback(feedback(user_feedback="negative"))
+    assert (await trace_of(store))["annotation_status"] == "filled"
+
+
+async def test_feedback_before_spans_is_kept_and_spans_join_it(store: RedisStore) -> None:
+    """Feedback for a trace with no spans yet is kept; a span arriving later joins it."""
+    await store.merge_feedback(feedback(user_feedback="negative"))
+    await store.merge_feedback(feedback(span_id="a" * 16, user_feedback_comment="this one"))
+    an_hour_ago = int(time.time() * 1000) - 3_600_000
+    await store.write_batch([span_record(started_ms=an_hour_ago)])
+    trace = await trace_of(store)
+    assert trace["attributes"]["user_feedback"] == "negative"
+    (span,) = trace["spans"]
+    assert span["attributes"] == {"user_feedback_comment": "this one"}
+    assert trace["created_at"] == iso_from_ms(an_hour_ago)  # the span started first
+
+
+async def test_span_targeted_feedback_stays_on_its_span(store: RedisStore) -> None:
+    """Feedback with a span ID lands on that span, not on the trace's attributes."""
+    await store.write_batch([span_record(span_id="a" * 16), span_record(span_id="b" * 16)])
+    await store.merge_feedback(feedback(span_id="b" * 16, user_feedback="negative"))
+    trace = await trace_of(store)
+    by_id = {s["span_id"]: s for s in trace["spans"]}
+    assert by_id["b" * 16]["attributes"] == {"user_feedback": "negative"}
+    assert by_id["b" * 16]["tags"] == ["thumbs-down"]
+    assert by_id["a" * 16]["attributes"] == {}
+    assert "user_feedback" not in trace["attributes"]
+    assert trace["annotation_status"] == "empty"
+
+
+async def test_history_cap_refuses_more_events_and_changes_nothing(store: RedisStore) -> None:
+    """Past max_feedback_events a new event is refused; replacing an existing one still works."""
+    for i in range(5):
+        assert (
+            await store.merge_feedback(feedback(feedback_id=f"f{i}", user_feedback_rating=3))
+        ).status == "applied"
+    full = await store.merge_feedback(feedback(user_feedback_rating=1))
+    assert full.status == "full"
+    trace = await trace_of(store)
+    assert len(trace["feedback"]) == 5
+    assert trace["attributes"]["user_feedback_rating"] == 3
+    again = await store.merge_feedback(feedback(feedback_id="f0", user_feedback_rating=4))
+    assert again.status == "replaced"
+
+
+async def test_feedback_indexes_list_the_trace(
+    store: RedisStore, client: aioredis.Redis, keys: Keys
+) -> None:
+    """The trace appears in the feedback, category, reason, rating, annotation indexes."""
+    await store.write_batch([span_record()])
+    await store.merge_feedback(feedback(
+        user_feedback="negative", user_feedback_category="incorrect",
+        feedback_reason="hallucination", user_feedback_rating=2,
+    ))  # fmt: skip
+    for dimension, value in [("feedback", "negative"), ("category", "incorrect"),
+                             ("reason", "hallucination"), ("rating", "2"),
+                             ("annotation", "empty"), ("has_feedback", "1"),
+                             ("tag", "thumbs-down")]:  # fmt: skip
+        assert await client.zscore(keys.index(dimension, value), "tr-1") is not None, dimension
+
+
+async def test_review_rules_add_matching_traces_once(store: RedisStore) -> None:
+    """Feedback matching a review rule adds the trace to that dataset as an empty row, once."""
+    await store.write_batch([span_record()])
+    await store.merge_feedback(feedback(user_feedback="negative", user_feedback_rating=1))
+    await store.merge_feedback(feedback(user_feedback="negative"))
+    (row,) = await store.dataset_rows("review")
+    assert row["trace_id"] == "tr-1"
+    assert row["annotation_status"] == "empty"
+    assert row["feedback"]["user_feedback"] == "negative"
+    assert [r["trace_id"] for r in await store.dataset_rows("low")] == ["tr-1"]
+    await store.merge_feedback(feedback("tr-2", user_feedback="positive", user_feedback_rating=5))
+    assert [r["trace_id"] for r in await store.dataset_rows("review")] == ["tr-1"]

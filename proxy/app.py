@@ -16,12 +16,16 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from proxy.feedback import FeedbackRules
+from proxy.feedback_route import post_feedback
+from proxy.feedback_service import FeedbackService, token_secret
 from proxy.forward import forward
 from proxy.settings import Settings
 from proxy.state import STATE, ProxyState
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore, connect
 from proxy.upstream import Router, client_session
+from proxy.writer import Writer
 
 log = structlog.get_logger("proxy.app")
 PRUNE_INTERVAL_S = 600.0
@@ -37,9 +41,10 @@ def create_app(settings: Settings) -> web.Application:
         settings=settings,
         router=Router(settings.upstreams, settings.proxy.default_upstream),
     )
-    app.cleanup_ctx.extend([_redis_store, _writer, _retention, _client_session])
+    app.cleanup_ctx.extend([_redis_store, _writer, _feedback, _retention, _client_session])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_post("/feedback", post_feedback)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app
 
@@ -48,14 +53,19 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     redis = state.redis = connect(state.settings.redis.url)
     keys = Keys(state.settings.redis.key_prefix)
-    state.store = RedisStore(redis, keys, state.settings.redis.retention_days)
+    feedback = state.settings.feedback
+    state.store = RedisStore(
+        redis,
+        keys,
+        state.settings.redis.retention_days,
+        max_feedback_events=feedback.max_events_per_trace,
+        review_rules=state.settings.review_rules,
+    )
     yield
     await redis.aclose()
 
 
 async def _writer(app: web.Application) -> AsyncIterator[None]:
-    from proxy.writer import Writer
-
     state = app[STATE]
     config = state.settings.writer
     state.writer = Writer(
@@ -68,6 +78,15 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
     await state.writer.start()
     yield
     await state.writer.close(deadline=max(1.0, state.settings.proxy.drain_seconds))
+
+
+async def _feedback(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    state.feedback_rules = FeedbackRules.from_settings(state.settings.feedback)
+    state.token_secret = token_secret(state.settings)
+    state.feedback = FeedbackService(state.store, state.writer, state.settings.writer.write_timeout)
+    yield
+    await state.feedback.close()
 
 
 async def _retention(app: web.Application) -> AsyncIterator[None]:

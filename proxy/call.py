@@ -6,14 +6,16 @@ Kept free of I/O decisions so that the forwarding code reads as the sequence of 
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.errors import ProxyError
+from proxy.feedback_token import issue
 from proxy.headers import EXPOSE_HEADERS
 from proxy.recorder import Recorder
 from proxy.settings import CaptureSettings
@@ -29,8 +31,12 @@ access_log = structlog.get_logger("proxy.access")
 class Call:
     __slots__ = (
         "_fallback_ids",
+        "attributes",
         "context",
         "error",
+        "feedback_error",
+        "feedback_status",
+        "feedback_task",
         "method",
         "path",
         "recorder",
@@ -50,6 +56,10 @@ class Call:
         self.ttfb: float | None = None
         self.error: str | None = None
         self.recorder: Recorder | None = None
+        self.attributes: dict[str, Any] = {}
+        self.feedback_task: asyncio.Task[str] | None = None
+        self.feedback_status: str | None = None
+        self.feedback_error: str | None = None
         self._fallback_ids: tuple[str, str] | None = None
 
     @classmethod
@@ -89,23 +99,40 @@ class Call:
         """The client went away before the call finished."""
         self.error = "client_disconnected"
 
-    def add_trace_headers(self, headers: CIMultiDict[str]) -> None:
+    async def settle_feedback(self) -> None:
+        """Wait for the feedback merge started with the call (bounded by the writer timeout)."""
+        if self.feedback_task is not None and self.feedback_status is None:
+            status = await self.feedback_task
+            self.feedback_status = "rejected" if status == "full" else status
+            if status == "full":
+                self.feedback_error = "feedback history of this trace is full"
+
+    def add_trace_headers(self, headers: CIMultiDict[str], state: ProxyState) -> None:
+        """IDs, a feedback token for this span, and what became of the request's feedback."""
         trace_id, span_id = self.ids
         headers["X-Trace-Id"] = trace_id
         headers["X-Span-Id"] = span_id
         headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+        expires = int(time.time()) + state.settings.feedback.token_ttl_seconds
+        headers["X-Feedback-Token"] = issue(state.token_secret, trace_id, span_id, expires)
+        if self.feedback_status:
+            headers["X-Feedback-Status"] = self.feedback_status
+        if self.feedback_error:
+            headers["X-Feedback-Error"] = self.feedback_error
 
-    def error_response(self, error: ProxyError) -> web.Response:
+    async def error_response(self, error: ProxyError, state: ProxyState) -> web.Response:
+        await self.settle_feedback()
         response = web.Response(
             status=error.status, body=error.body(), content_type="application/json"
         )
-        self.add_trace_headers(response.headers)
+        self.add_trace_headers(response.headers, state)
         return response
 
     def finish(self, state: ProxyState) -> None:
         """Submit the span (never blocks) and write the access line."""
         if self.recorder is not None and self.context is not None and state.settings.capture.record:
-            state.writer.submit(self.recorder.record(self.context, self.status, self.error))
+            record = self.recorder.record(self.context, self.attributes, self.status, self.error)
+            state.writer.submit(record)
         self._log()
 
     def _log(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -97,4 +98,13 @@ def _serve(settings: Settings) -> int:
             settings = replace(settings, redis=replace(settings.redis, url=url))
         else:
             log.info("redis", url=masked(settings)["redis"]["url"])
-        return run(settings)
+        return run(_with_token_secret(settings, log))
+
+
+def _with_token_secret(settings: Settings, log: Any) -> Settings:
+    """One secret for every worker of this start; replicas must share a configured one."""
+    if settings.feedback.token_secret:
+        return settings
+    log.warning("feedback.token_secret is not set: feedback tokens last until a restart")
+    secret = secrets.token_hex(32)
+    return replace(settings, feedback=replace(settings.feedback, token_secret=secret))

@@ -9,20 +9,23 @@ started become OpenAI-shaped proxy errors; errors after it started break the cli
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from proxy.auth import PROXY_KEY_HEADER, proxy_key_ok
 from proxy.call import Call
 from proxy.errors import PayloadTooLarge, ProxyError, Unauthorized
-from proxy.headers import PROXY_KEY_HEADER, downstream_headers, upstream_headers
+from proxy.feedback import FEEDBACK_KEYS, Feedback, InvalidFeedback
+from proxy.feedback_service import feedback_record, request_feedback
+from proxy.headers import downstream_headers, upstream_headers
 from proxy.recorder import Recorder
 from proxy.state import STATE, ProxyState
-from proxy.trace_context import parse_trace_context
+from proxy.trace_context import TraceContext, parse_trace_context
 from proxy.upstream import Route, translate_errors
 
 # Bodies up to this size are read whole before forwarding: it is already in the socket buffer,
@@ -39,11 +42,15 @@ async def forward(request: web.Request) -> web.StreamResponse:
         context = call.context = parse_trace_context(request.headers)
         _check_proxy_key(request, state)
         route = state.router.resolve(request.raw_path)
+        call.attributes, feedback = _read_feedback(request, state, call, context)
         recorder = call.routed(route, context, state.settings.capture)
+        if feedback is not None:
+            record = feedback_record(context.trace_id, feedback, source="header")
+            call.feedback_task = state.feedback.start(record)
         return await _relay(request, state, call, route, recorder)
     except ProxyError as error:
         call.fail(error)
-        return call.error_response(error)
+        return await call.error_response(error, state)
     except asyncio.CancelledError:
         call.cancelled()
         raise
@@ -51,12 +58,23 @@ async def forward(request: web.Request) -> web.StreamResponse:
         call.finish(state)
 
 
+def _read_feedback(
+    request: web.Request, state: ProxyState, call: Call, context: TraceContext
+) -> tuple[dict[str, Any], Feedback | None]:
+    """The call's plain trace attributes and its feedback; bad feedback is a 400, or with
+    ``feedback.on_invalid = "warn"`` dropped whole and reported in X-Feedback-Error."""
+    try:
+        return request_feedback(request.headers, context.attributes, state.feedback_rules)
+    except InvalidFeedback as error:
+        if state.settings.feedback.on_invalid != "warn":
+            raise
+        call.feedback_error = error.message
+        plain = {k: v for k, v in context.attributes.items() if k not in FEEDBACK_KEYS}
+        return plain, None
+
+
 def _check_proxy_key(request: web.Request, state: ProxyState) -> None:
-    keys = state.settings.proxy.keys
-    if not keys:
-        return
-    sent = request.headers.get(PROXY_KEY_HEADER, "").encode("utf-8", "surrogateescape")
-    if not any(hmac.compare_digest(sent, key.encode()) for key in keys):
+    if not proxy_key_ok(request.headers, state.settings.proxy.keys):
         raise Unauthorized(f"Missing or wrong {PROXY_KEY_HEADER} header.", code="invalid_proxy_key")
 
 
@@ -79,13 +97,17 @@ async def _relay(
             timeout=route.upstream.timeout,
         )
     try:
-        return await _stream_back(request, upstream, call, recorder)
+        return await _stream_back(request, state, upstream, call, recorder)
     finally:
         upstream.close()
 
 
 async def _stream_back(
-    request: web.Request, upstream: aiohttp.ClientResponse, call: Call, recorder: Recorder
+    request: web.Request,
+    state: ProxyState,
+    upstream: aiohttp.ClientResponse,
+    call: Call,
+    recorder: Recorder,
 ) -> web.StreamResponse:
     call.upstream_started(upstream.status)
     recorder.response_started(
@@ -95,7 +117,8 @@ async def _stream_back(
     response.headers.extend(
         downstream_headers(upstream.headers.items(), upstream.headers.get("Connection"))
     )
-    call.add_trace_headers(response.headers)
+    await call.settle_feedback()
+    call.add_trace_headers(response.headers, state)
     if upstream.content_length is not None:
         response.content_length = upstream.content_length
     await response.prepare(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from proxy.auth import PROXY_KEY_HEADER
 from proxy.errors import BadRequest
 from proxy.trace_context import CONSUMED_HEADERS, CONSUMED_PREFIXES
 
@@ -31,7 +32,6 @@ HOP_BY_HOP = frozenset(
 # the request the proxy makes, and traceparent is replaced by one naming the proxy's span.
 REPLACED_UPSTREAM = frozenset({"host", "content-length", "traceparent"})
 
-PROXY_KEY_HEADER = "x-proxy-key"
 FEEDBACK_PREFIX = "x-feedback"
 
 _NEVER_UPSTREAM = HOP_BY_HOP | REPLACED_UPSTREAM | CONSUMED_HEADERS | {PROXY_KEY_HEADER}

@@ -108,7 +108,11 @@ class Recorder:
             return b""
 
     def record(
-        self, context: TraceContext, status: int | None, error: str | None
+        self,
+        context: TraceContext,
+        attributes: dict[str, Any],
+        status: int | None,
+        error: str | None,
     ) -> dict[str, Any]:
         """The span record for the writer (plain data; serialised in the writer's batch)."""
         now = time.perf_counter()
@@ -148,7 +152,7 @@ class Recorder:
                 "name": context.name,
                 "session_id": context.session_id,
                 "user_id": context.user_id,
-                "attributes": context.attributes,
+                "attributes": attributes,
                 "tags": list(context.tags),
             },
             "span": span,

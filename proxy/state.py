@@ -14,6 +14,8 @@ from proxy.store.redis_store import RedisStore
 from proxy.upstream import Router
 
 if TYPE_CHECKING:
+    from proxy.feedback import FeedbackRules
+    from proxy.feedback_service import FeedbackService
     from proxy.writer import Writer
 
 
@@ -27,6 +29,9 @@ class ProxyState:
     redis: aioredis.Redis = field(init=False)
     store: RedisStore = field(init=False)
     writer: Writer = field(init=False)
+    feedback: FeedbackService = field(init=False)
+    feedback_rules: FeedbackRules = field(init=False)
+    token_secret: bytes = field(init=False)
     draining: bool = False
 
 

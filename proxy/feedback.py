@@ -256,7 +256,7 @@ def _token(value: Any, allowed: frozenset[str], rule: str) -> str:
 
 
 def _one_of(allowed: frozenset[str]) -> str:
-    return "must be one of " + ", ".join(sorted(allowed))
+    return "must be one of " + (", ".join(sorted(allowed)) or "(none configured)")
 
 
 def _verdict(value: Any, rules: FeedbackRules, now: datetime) -> str:
@@ -371,9 +371,10 @@ def _span(delta: timedelta) -> str:
 
 
 def _id(value: Any, rules: FeedbackRules, now: datetime) -> str:
-    if not isinstance(value, str) or _ID.fullmatch(value) is None:
-        raise _Violation(_EMPTY_RULE if value == "" else _ID_RULE)
-    return value
+    text = _text(value, _ID_RULE)
+    if _ID.fullmatch(text) is None:
+        raise _Violation(_ID_RULE)
+    return text
 
 
 _HEADER_CHECKS: dict[str, _Check] = {

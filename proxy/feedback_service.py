@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +103,38 @@ def token_secret(settings: Settings) -> bytes:
     return secret.encode() if secret else os.urandom(32)
 
 
+# Feedback attributes counted for metrics: (label, attribute key).
+COUNTED = (
+    ("value", "user_feedback"),
+    ("rating", "user_feedback_rating"),
+    ("category", "user_feedback_category"),
+    ("reason", "feedback_reason"),
+)
+
+
+class FeedbackCounts:
+    """Feedback events by value, rating, category and reason, as merged by this process.
+
+    A replaced event (same X-Feedback-Id) moves its count instead of adding one, so a changed
+    vote is one vote. Events that were queued (Redis away) and merged later by the writer's
+    replay are not counted here. Kept for the metrics endpoint.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, event: dict[str, Any], previous: dict[str, Any] | None) -> None:
+        if previous is not None:
+            self._count(previous, -1)
+        self._count(event, +1)
+
+    def _count(self, event: dict[str, Any], step: int) -> None:
+        attrs = event.get("attributes") or {}
+        for label, key in COUNTED:
+            if attrs.get(key) is not None:
+                self.counts[(label, str(attrs[key]))] += step
+
+
 class FeedbackService:
     """Applies feedback records; keeps a reference to every task it starts."""
 
@@ -110,6 +143,7 @@ class FeedbackService:
         self._writer = writer
         self._timeout = timeout
         self._tasks: set[asyncio.Task[str]] = set()
+        self.counts = FeedbackCounts()
 
     def start(self, record: dict[str, Any]) -> asyncio.Task[str]:
         """Apply in the background (while the upstream call runs); await the task for status."""
@@ -130,4 +164,7 @@ class FeedbackService:
         except (StoreUnavailable, TimeoutError):
             self._writer.submit(record)  # replayed later; the event key makes it exactly once
             return "queued"
-        return "full" if result.status == "full" else "applied"
+        if result.status == "full":
+            return "full"
+        self.counts.add(record["event"], result.previous)
+        return "applied"

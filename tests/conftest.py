@@ -10,10 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from proxy.server import Listeners, bound_port, start_listeners
 from proxy.settings import Settings, load_settings
 from proxy.store.embedded import EmbeddedRedis, free_port
+from proxy.store.keys import Keys
+from proxy.store.redis_store import connect
 from tests.fake_provider import FakeProvider
 
 
@@ -24,6 +27,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = embedded.start()
     yield url
     embedded.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: str) -> AsyncIterator[aioredis.Redis]:
+    """A fail-fast client (the store's own settings) on the session's Redis."""
+    client = connect(redis_server)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def keys(key_prefix: str) -> Keys:
+    """The key names of this test's prefix."""
+    return Keys(key_prefix)
 
 
 @pytest.fixture

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from proxy.feedback import Feedback, feedback_tags
+from proxy.feedback_service import feedback_record
 from proxy.records import iso_from_ms
 from proxy.settings import ReviewRule
 from proxy.store.keys import Keys
-from proxy.store.redis_store import RedisStore, connect
+from proxy.store.redis_store import RedisStore
 from tests.test_store import span_record
 
 RULES = (
@@ -23,20 +23,10 @@ RULES = (
 
 
 @pytest.fixture
-async def client(redis_server: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_server)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture
-def keys(key_prefix: str) -> Keys:
-    return Keys(key_prefix)
-
-
-@pytest.fixture
-def store(client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(client, keys, retention_days=30, max_feedback_events=5, review_rules=RULES)
+def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
+    return RedisStore(
+        redis_client, keys, retention_days=30, max_feedback_events=5, review_rules=RULES
+    )
 
 
 def feedback(
@@ -46,19 +36,9 @@ def feedback(
     tags: tuple[str, ...] = (),
     **attributes: Any,
 ) -> dict[str, Any]:
-    event_id = uuid.uuid4().hex
-    key = f"id:{feedback_id}" if feedback_id else f"ev:{event_id}"
-    return {
-        "id": f"fb:{trace_id}:{key}",
-        "kind": "feedback",
-        "trace_id": trace_id,
-        "event_key": key,
-        "event": {
-            "event_id": event_id, "feedback_id": feedback_id, "span_id": span_id,
-            "received_at": "2026-11-27T00:00:00.000Z", "source": "header",
-            "attributes": attributes, "tags": list(tags),
-        },
-    }  # fmt: skip
+    """A feedback record as the proxy builds it."""
+    event = Feedback(attributes, (*tags, *feedback_tags(attributes)), span_id, feedback_id)
+    return feedback_record(trace_id, event, source="header")
 
 
 async def trace_of(store: RedisStore, trace_id: str = "tr-1") -> dict[str, Any]:
@@ -119,10 +99,10 @@ async def test_replayed_record_changes_nothing(store: RedisStore) -> None:
 
 
 async def test_annotation_status_is_not_reset_once_set(
-    store: RedisStore, client: aioredis.Redis, keys: Keys
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """Negative feedback sets annotation_status only when it has none."""
-    await client.hset(keys.trace("tr-1").trace, "annotation_status", "filled")
+    await redis_client.hset(keys.trace("tr-1").trace, "annotation_status", "filled")
     await store.merge_feedback(feedback(user_feedback="negative"))
     assert (await trace_of(store))["annotation_status"] == "filled"
 
@@ -169,7 +149,7 @@ async def test_history_cap_refuses_more_events_and_changes_nothing(store: RedisS
 
 
 async def test_feedback_indexes_list_the_trace(
-    store: RedisStore, client: aioredis.Redis, keys: Keys
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """The trace appears in the feedback, category, reason, rating, annotation indexes."""
     await store.write_batch([span_record()])
@@ -181,7 +161,8 @@ async def test_feedback_indexes_list_the_trace(
                              ("reason", "hallucination"), ("rating", "2"),
                              ("annotation", "empty"), ("has_feedback", "1"),
                              ("tag", "thumbs-down")]:  # fmt: skip
-        assert await client.zscore(keys.index(dimension, value), "tr-1") is not None, dimension
+        score = await redis_client.zscore(keys.index(dimension, value), "tr-1")
+        assert score is not None, dimension
 
 
 async def test_review_rules_add_matching_traces_once(store: RedisStore) -> None:

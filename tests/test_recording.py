@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import aiohttp
 import anthropic
@@ -35,13 +34,6 @@ def oai(proxy: RunningProxy, trace_id: str, **headers: str) -> openai.AsyncOpenA
         max_retries=0,
         default_headers={"X-Trace-Id": trace_id, **headers},
     )
-
-
-@pytest.fixture
-async def redis_client(redis_server: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server)
-    yield client
-    await client.aclose()
 
 
 async def test_json_chat_call_is_recorded_with_usage_and_content(

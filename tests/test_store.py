@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,26 +10,14 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from proxy.store.keys import Keys
-from proxy.store.redis_store import RedisStore, connect
+from proxy.store.redis_store import RedisStore
 
 DAY_MS = 86_400_000
 
 
 @pytest.fixture
-async def client(redis_server: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_server)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture
-def keys(key_prefix: str) -> Keys:
-    return Keys(key_prefix)
-
-
-@pytest.fixture
-def store(client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(client, keys, retention_days=30)
+def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
+    return RedisStore(redis_client, keys, retention_days=30)
 
 
 def span_record(
@@ -87,7 +74,7 @@ async def test_trace_fields_merge_across_spans(store: RedisStore) -> None:
 
 
 async def test_created_at_is_the_earliest_span_even_when_written_late(
-    store: RedisStore, client: aioredis.Redis, keys: Keys
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """A replayed older span moves the trace's creation time (and index score) back."""
     now = int(time.time() * 1000)
@@ -96,36 +83,36 @@ async def test_created_at_is_the_earliest_span_even_when_written_late(
     trace = await store.get_trace("tr-1")
     assert trace is not None
     assert trace["spans"][0]["span_id"] == "2" * 16
-    assert await client.zscore(keys.index_by_time, "tr-1") == now - 5000
-    assert int(await client.hget(keys.trace("tr-1").trace, "created_ms")) == now - 5000
+    assert await redis_client.zscore(keys.index_by_time, "tr-1") == now - 5000
+    assert int(await redis_client.hget(keys.trace("tr-1").trace, "created_ms")) == now - 5000
 
 
 async def test_indexes_hold_the_trace_under_each_dimension(
-    store: RedisStore, client: aioredis.Redis, keys: Keys
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """Session, user, model, upstream and tag indexes list the trace."""
     await store.write_batch([span_record(session_id="s1", user_id="u1", tags=["x"])])
     for dimension, value in [("session", "s1"), ("user", "u1"), ("model", "gpt-4o-mini"),
                              ("upstream", "openai"), ("tag", "x")]:  # fmt: skip
-        assert await client.zscore(keys.index(dimension, value), "tr-1") is not None
-    registered = await client.smembers(keys.index_registry)
+        assert await redis_client.zscore(keys.index(dimension, value), "tr-1") is not None
+    registered = await redis_client.smembers(keys.index_registry)
     assert keys.index("tag", "x").encode() in registered
 
 
 async def test_trace_keys_expire_retention_days_after_creation(
-    store: RedisStore, client: aioredis.Redis, keys: Keys
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """Every key of a trace carries a TTL of retention_days from its creation."""
     await store.write_batch([span_record(tags=["x"], attributes={"k": 1})])
-    present = [k for k in keys.trace("tr-1").all() if await client.exists(k)]
+    present = [k for k in keys.trace("tr-1").all() if await redis_client.exists(k)]
     assert len(present) == 5  # trace, spans, attributes, tags, models
     for key in present:
-        ttl = await client.ttl(key)
+        ttl = await redis_client.ttl(key)
         assert 29 * 86400 < ttl <= 30 * 86400, key
 
 
 async def test_prune_drops_index_entries_past_retention(
-    store: RedisStore, client: aioredis.Redis, keys: Keys
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """Index entries of traces older than retention are removed without scanning keys."""
     now = int(time.time() * 1000)
@@ -133,7 +120,7 @@ async def test_prune_drops_index_entries_past_retention(
     await store.write_batch([span_record("new", started_ms=now, tags=["x"])])
     removed = await store.prune_indexes()
     assert removed >= 2
-    members = await client.zrange(keys.index("tag", "x"), 0, -1)
+    members = await redis_client.zrange(keys.index("tag", "x"), 0, -1)
     assert members == [b"new"]
 
 
@@ -143,11 +130,11 @@ async def test_unknown_trace_reads_as_none(store: RedisStore) -> None:
 
 
 async def test_write_recovers_when_redis_lost_its_scripts(
-    store: RedisStore, client: aioredis.Redis
+    store: RedisStore, redis_client: aioredis.Redis
 ) -> None:
     """After a Redis restart (scripts flushed) the next batch loads the script and succeeds."""
     await store.write_batch([span_record(span_id="1" * 16)])
-    await client.script_flush()
+    await redis_client.script_flush()
     await store.write_batch([span_record(span_id="2" * 16)])
     trace = await store.get_trace("tr-1")
     assert trace is not None

@@ -79,7 +79,7 @@ class Call:
         """From here on the call is recorded as a span, whatever happens next."""
         self.route = route
         self.recorder = Recorder(
-            capture, route.upstream.name, self.method, route.upstream_path, self.started
+            capture, context, route.upstream.name, self.method, route.upstream_path, self.started
         )
         return self.recorder
 
@@ -130,8 +130,8 @@ class Call:
 
     def finish(self, state: ProxyState) -> None:
         """Submit the span (never blocks) and write the access line."""
-        if self.recorder is not None and self.context is not None and state.settings.capture.record:
-            record = self.recorder.record(self.context, self.attributes, self.status, self.error)
+        if self.recorder is not None and state.settings.capture.record:
+            record = self.recorder.record(self.attributes, self.status, self.error)
             state.writer.submit(record)
         self._log()
 

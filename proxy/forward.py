@@ -83,8 +83,7 @@ async def _relay(
 ) -> web.StreamResponse:
     body = await _request_body(request, state.settings.proxy.max_body_bytes, recorder)
     headers = upstream_headers(request.headers)
-    assert call.context is not None
-    headers.append(("traceparent", call.context.traceparent()))
+    headers.append(("traceparent", recorder.context.traceparent()))
     if isinstance(body, _BodyStream) and request.content_length is not None:
         headers.append(("Content-Length", str(request.content_length)))
     with translate_errors(route.upstream.name), _body_cap(body):
@@ -127,17 +126,15 @@ async def _stream_back(
             await response.write(chunk)
             recorder.response_chunk(chunk)
     except MID_STREAM_ERRORS as exc:
-        call.broken(exc)
-        _break_client(request)
+        # aiohttp reports a client gone mid-write as a ClientConnectionError too.
+        if request.transport is None or request.transport.is_closing():
+            call.cancelled()
+        else:
+            call.broken(exc)
+            request.transport.abort()  # no clean end of body: the break stays visible
         return response
     await response.write_eof()
     return response
-
-
-def _break_client(request: web.Request) -> None:
-    """End the client's connection without a clean end of body: the break stays visible."""
-    if request.transport is not None:
-        request.transport.abort()
 
 
 async def _request_body(

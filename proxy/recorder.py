@@ -40,6 +40,7 @@ class Recorder:
         "_request",
         "_request_size",
         "_response",
+        "context",
         "first_byte_at",
         "method",
         "path",
@@ -50,9 +51,16 @@ class Recorder:
     )
 
     def __init__(
-        self, capture: CaptureSettings, upstream: str, method: str, path: str, started_at: float
+        self,
+        capture: CaptureSettings,
+        context: TraceContext,
+        upstream: str,
+        method: str,
+        path: str,
+        started_at: float,
     ) -> None:
         self._capture = capture
+        self.context = context
         self.upstream, self.method, self.path = upstream, method, path
         self.started_at = started_at
         self.started_wall = time.time() - (time.perf_counter() - started_at)
@@ -108,13 +116,10 @@ class Recorder:
             return b""
 
     def record(
-        self,
-        context: TraceContext,
-        attributes: dict[str, Any],
-        status: int | None,
-        error: str | None,
+        self, attributes: dict[str, Any], status: int | None, error: str | None
     ) -> dict[str, Any]:
         """The span record for the writer (plain data; serialised in the writer's batch)."""
+        context = self.context
         now = time.perf_counter()
         request = self._parse_request()
         response = self._finish_response()

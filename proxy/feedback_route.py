@@ -56,7 +56,7 @@ async def _read(request: web.Request, state: ProxyState) -> tuple[str, Feedback]
     context = parse_trace_context(request.headers)
     if context.generated:
         raise BadRequest("X-Trace-Id: required on POST /feedback", code="missing_trace_id")
-    _, feedback = request_feedback(request.headers, context.attributes, state.feedback_rules)
+    _, feedback = request_feedback(request.headers, context, state.feedback_rules)
     if feedback is None:
         raise BadRequest("POST /feedback carries no feedback header", code="no_feedback")
     return context.trace_id, feedback

@@ -29,6 +29,7 @@ from proxy.records import iso_from_ms
 from proxy.settings import Settings
 from proxy.store.errors import StoreUnavailable
 from proxy.store.redis_store import RedisStore
+from proxy.trace_context import TraceContext
 from proxy.writer import Writer
 
 
@@ -62,29 +63,35 @@ def feedback_record(
 
 
 def split_feedback_attributes(
-    attributes: Mapping[str, Any], rules: FeedbackRules, source: str
+    attributes: Mapping[str, Any], rules: FeedbackRules, sources: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(plain attributes, validated feedback attributes) of a trace-attributes object.
+    """(plain attributes, validated feedback attributes) of the trace-attribute headers.
 
     Feedback keys sent as attributes (Adaline's ``adaline-trace-attributes:
-    {"user_feedback": "negative"}``) are feedback, held to the same rules as the headers.
+    {"user_feedback": "negative"}``) are feedback, held to the same rules as the headers;
+    an error names the header the key came from (``sources``).
     """
-    feedback = {k: v for k, v in attributes.items() if k in FEEDBACK_KEYS}
     plain = {k: v for k, v in attributes.items() if k not in FEEDBACK_KEYS}
+    feedback: dict[str, Any] = {}
+    now = datetime.now(UTC)
+    for key in FEEDBACK_KEYS.intersection(attributes):
+        source = sources.get(key, "X-Trace-Attributes")
+        feedback.update(validate_attributes({key: attributes[key]}, rules, now, source))
     if feedback:
-        now = datetime.now(UTC)
-        feedback = validate_attributes(feedback, rules, now, source, default_timestamp=True)
+        feedback = validate_attributes(feedback, rules, now, "attributes", default_timestamp=True)
     return plain, feedback
 
 
 def request_feedback(
-    headers: Mapping[str, str], attributes: Mapping[str, Any], rules: FeedbackRules
+    headers: Mapping[str, str], context: TraceContext, rules: FeedbackRules
 ) -> tuple[dict[str, Any], Feedback | None]:
     """(plain trace attributes, the request's feedback or None); raises InvalidFeedback.
 
     Our X-Feedback-* headers win over the same keys sent as trace attributes.
     """
-    plain, from_attributes = split_feedback_attributes(attributes, rules, "X-Trace-Attributes")
+    plain, from_attributes = split_feedback_attributes(
+        context.attributes, rules, context.attribute_sources
+    )
     from_headers = parse_feedback_headers(headers, rules, datetime.now(UTC))
     if from_headers is None and not from_attributes:
         return plain, None

@@ -64,7 +64,7 @@ def _read_feedback(
     """The call's plain trace attributes and its feedback; bad feedback is a 400, or with
     ``feedback.on_invalid = "warn"`` dropped whole and reported in X-Feedback-Error."""
     try:
-        return request_feedback(request.headers, context.attributes, state.feedback_rules)
+        return request_feedback(request.headers, context, state.feedback_rules)
     except InvalidFeedback as error:
         if state.settings.feedback.on_invalid != "warn":
             raise

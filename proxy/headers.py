@@ -41,7 +41,13 @@ DIALECT_PREFIXES = ("adaline-", "x-portkey-", "helicone-")
 _NEVER_UPSTREAM_PREFIXES = (*CONSUMED_PREFIXES, *DIALECT_PREFIXES, FEEDBACK_PREFIX)
 
 # Headers the proxy adds to every response; the upstream's own copies are dropped.
-TRACE_RESPONSE_HEADERS = ("X-Trace-Id", "X-Span-Id", "X-Feedback-Token", "X-Feedback-Status")
+TRACE_RESPONSE_HEADERS = (
+    "X-Trace-Id",
+    "X-Span-Id",
+    "X-Feedback-Token",
+    "X-Feedback-Status",
+    "X-Feedback-Error",
+)
 EXPOSE_HEADERS = ", ".join(TRACE_RESPONSE_HEADERS)
 _NEVER_DOWNSTREAM = HOP_BY_HOP | {h.lower() for h in TRACE_RESPONSE_HEADERS} | {"content-length"}
 

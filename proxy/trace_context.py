@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
@@ -117,6 +117,9 @@ class TraceContext:
     # span, to let a reader resolve such parent links. It is not a trace attribute: attributes
     # merge into the trace, where each new span would overwrite the previous one's value.
     client_span_id: str | None = None
+    # Which header each attribute came from (its display name), for error messages that name
+    # the header a client actually sent.
+    attribute_sources: dict[str, str] = field(default_factory=dict)
 
     def traceparent(self) -> str:
         """The W3C ``traceparent`` sent upstream: this call's span under the trace."""
@@ -165,6 +168,7 @@ def parse_trace_context(headers: Mapping[str, str]) -> TraceContext:
     w3c_trace_id = w3c_trace_id_for(trace_id)
     same_trace = incoming if incoming is not None and incoming.trace_id == w3c_trace_id else None
     portkey = _json_object(raw, "x-portkey-metadata")
+    attributes, sources = _resolve_attributes(raw, portkey, properties)
     return TraceContext(
         trace_id=trace_id,
         span_id=new_span_id(),
@@ -175,9 +179,10 @@ def parse_trace_context(headers: Mapping[str, str]) -> TraceContext:
         session_id=_first_text(raw, _SESSION_HEADERS, MAX_KEY_CHARS),
         user_id=_resolve_user(raw, portkey),
         tags=_resolve_tags(raw),
-        attributes=_resolve_attributes(raw, portkey, properties),
+        attributes=attributes,
         generated=generated,
         client_span_id=_first_id(raw, ("x-portkey-span-id",)),
+        attribute_sources=sources,
     )
 
 
@@ -281,14 +286,16 @@ def _resolve_tags(raw: dict[str, str]) -> tuple[str, ...]:
 
 def _resolve_attributes(
     raw: dict[str, str], portkey: dict[str, Any] | None, properties: dict[str, str]
-) -> dict[str, Any]:
-    """Merge lowest precedence first: Helicone < Portkey < Adaline < ours."""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge lowest precedence first: Helicone < Portkey < Adaline < ours; note each source."""
     merged: dict[str, Any] = dict(properties)
+    sources = {key: f"Helicone-Property-{key}" for key in properties}
     for lname in _ATTRIBUTE_HEADERS:
         source = portkey if lname == "x-portkey-metadata" else _json_object(raw, lname)
         if source:
             merged.update(source)
-    return merged
+            sources.update(dict.fromkeys(source, _DISPLAY.get(lname, lname)))
+    return merged, sources
 
 
 # -- value rules -----------------------------------------------------------------------------

@@ -17,13 +17,14 @@ import structlog
 from aiohttp import web
 
 from proxy.feedback import FeedbackRules
-from proxy.feedback_route import post_feedback
+from proxy.feedback_route import post_feedback, preflight_feedback
 from proxy.feedback_service import FeedbackService, token_secret
 from proxy.forward import forward
 from proxy.settings import Settings
 from proxy.state import STATE, ProxyState
+from proxy.store.connection import connect
 from proxy.store.keys import Keys
-from proxy.store.redis_store import RedisStore, connect
+from proxy.store.redis_store import RedisStore
 from proxy.upstream import Router, client_session
 from proxy.writer import Writer
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/feedback", post_feedback)
+    app.router.add_route("OPTIONS", "/feedback", preflight_feedback)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app
 

@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 
 from proxy.server import Listeners, bound_port, start_listeners
 from proxy.settings import Settings, load_settings
+from proxy.store.connection import connect
 from proxy.store.embedded import EmbeddedRedis, free_port
 from proxy.store.keys import Keys
-from proxy.store.redis_store import connect
 from tests.fake_provider import FakeProvider
 
 

@@ -8,9 +8,10 @@ import pytest
 
 from proxy.feedback import Feedback
 from proxy.feedback_service import FeedbackService, feedback_record
+from proxy.store.connection import connect
 from proxy.store.embedded import free_port
 from proxy.store.keys import Keys
-from proxy.store.redis_store import RedisStore, connect
+from proxy.store.redis_store import RedisStore
 from proxy.writer import Writer
 
 
@@ -54,3 +55,23 @@ async def test_changed_vote_moves_its_count(
     assert counts[("rating", "1")] == 0
     assert counts[("rating", "5")] == 2
     await client.aclose()
+
+
+async def test_feedback_waits_behind_the_spool_while_degraded(
+    redis_server: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """While older records wait in the spool, new feedback queues behind them (order kept)."""
+    dead = connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.3)
+    writer = Writer(RedisStore(dead, Keys(key_prefix), 30), tmp_path / "spool", write_timeout=0.3)
+    await writer.start()
+    writer.submit(feedback_record("svc-3", vote("negative", "old"), "header"))
+    await writer.wait_until(lambda: not writer.redis_ok and writer.spool_bytes > 0, deadline=5)
+    client = connect(redis_server)
+    store = RedisStore(client, Keys(key_prefix), retention_days=30)  # Redis itself is back
+    service = FeedbackService(store, writer, timeout=1.0)
+    status = await service.apply(feedback_record("svc-3", vote("positive"), "header"))
+    assert status == "queued"
+    assert await store.get_trace("svc-3") is None  # not merged ahead of the older vote
+    await writer.close(deadline=0.5)
+    await client.aclose()
+    await dead.aclose()

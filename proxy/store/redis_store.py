@@ -16,8 +16,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from proxy.records import assemble_trace, iso_from_ms
@@ -34,6 +32,7 @@ from proxy.store.feedback_ops import (
 from proxy.store.keys import Keys
 
 EVENTS_MAXLEN = 100_000
+REGISTRY_CACHE = 50_000
 _SCRIPTS = {
     name: resources.files("proxy.store").joinpath(f"lua/{name}.lua").read_text()
     for name in ("record_span", "merge_feedback")
@@ -48,17 +47,6 @@ def _feedback_entry(record: dict[str, Any]) -> dict[Any, Any]:
         "span_id": event.get("span_id") or "",
         "data": orjson.dumps(event),
     }
-
-
-def connect(url: str, timeout: float = 2.0) -> aioredis.Redis:
-    """A client that fails fast: no retries, short timeouts (the writer decides what to do)."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=30,
-    )
 
 
 class RedisStore:
@@ -76,6 +64,9 @@ class RedisStore:
         self._max_events = max_feedback_events
         self._rules = review_rules
         self._shas: dict[str, str] = {}
+        # Index keys this process has put in the registry, so each is sent once, not with every
+        # span; cleared past REGISTRY_CACHE entries (sessions and users are many).
+        self._registered: set[str] = set()
 
     async def ping(self) -> bool:
         try:
@@ -90,7 +81,7 @@ class RedisStore:
         feedback = [r for r in records if r["kind"] == "feedback"]
         await self._with_scripts(self._write_spans, spans)
         if feedback:
-            await self._with_scripts(self._merge_all, feedback)
+            await self._with_scripts(self._replay_all, feedback)
 
     async def merge_feedback(self, record: dict[str, Any]) -> MergeResult:
         """Merge one feedback event now (the live path); raises StoreUnavailable."""
@@ -102,8 +93,9 @@ class RedisStore:
         try:
             try:
                 return await operation(records)
-            except NoScriptError:
+            except NoScriptError:  # Redis restarted empty: scripts and registry are gone
                 self._shas.clear()
+                self._registered.clear()
                 return await operation(records)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -119,17 +111,29 @@ class RedisStore:
         sha = await self._sha("record_span")
         pipe = self._client.pipeline(transaction=False)
         now_ms = str(int(time.time() * 1000))
+        pending: set[str] = set()
         for record in records:
-            self._queue_span(pipe, sha, record, now_ms)
+            self._queue_span(pipe, sha, record, now_ms, pending)
         await pipe.execute()
+        if len(self._registered) + len(pending) > REGISTRY_CACHE:
+            self._registered.clear()
+        self._registered.update(pending)
 
-    async def _merge_all(self, records: Sequence[dict[str, Any]]) -> list[MergeResult]:
+    async def _replay_all(self, records: Sequence[dict[str, Any]]) -> list[MergeResult]:
+        """Feedback that waited in the queue or spool: its client was told "queued", so it is
+        applied whatever the history cap says (the cap guards live requests)."""
+        return await self._merge_all(records, cap=0)
+
+    async def _merge_all(
+        self, records: Sequence[dict[str, Any]], cap: int | None = None
+    ) -> list[MergeResult]:
         sha = await self._sha("merge_feedback")
         now_ms = int(time.time() * 1000)
         pipe = self._client.pipeline(transaction=False)
+        max_events = self._max_events if cap is None else cap
         for record in records:
             keys = self._keys.trace(record["trace_id"]).all()
-            args = merge_args(record, now_ms, self._retention_s, self._max_events)
+            args = merge_args(record, now_ms, self._retention_s, max_events)
             pipe.evalsha(sha, len(keys), *keys, *args)
         results = [parse_result(raw) for raw in await pipe.execute()]
         await self._after_merge(records, results)
@@ -142,7 +146,7 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         reviews: list[tuple[str, str]] = []
         for record, result in zip(records, results, strict=True):
-            if result.status == "full":
+            if result.status in ("full", "duplicate"):
                 continue
             queue_index_upkeep(pipe, self._keys, record, result)
             pipe.xadd(self._keys.events, _feedback_entry(record),
@@ -153,6 +157,8 @@ class RedisStore:
             await self._add_review_row(dataset, trace_id)
 
     async def _add_review_row(self, dataset: str, trace_id: str) -> None:
+        if await self._client.hexists(self._keys.dataset_rows(dataset), trace_id):
+            return  # a trace is in a dataset once: no need to read it again
         row = review_row(await self.get_trace(trace_id), trace_id, iso_from_ms(time.time() * 1000))
         pipe = self._client.pipeline(transaction=False)
         pipe.hsetnx(self._keys.dataset_rows(dataset), trace_id, orjson.dumps(row))
@@ -168,7 +174,9 @@ class RedisStore:
         rows = await self._client.hmget(self._keys.dataset_rows(dataset), order)
         return [orjson.loads(r) for r in rows if r is not None]
 
-    def _queue_span(self, pipe: Any, sha: str, record: dict[str, Any], now_ms: str) -> None:
+    def _queue_span(
+        self, pipe: Any, sha: str, record: dict[str, Any], now_ms: str, pending: set[str]
+    ) -> None:
         trace, span = record["trace"], record["span"]
         trace_id, keys = trace["trace_id"], self._keys.trace(trace["trace_id"])
         span_json = orjson.dumps(span)
@@ -184,15 +192,23 @@ class RedisStore:
         args += trace.get("tags") or []
         trace_keys = keys.all()
         pipe.evalsha(sha, len(trace_keys), *trace_keys, *args)
-        for index in self._index_keys(trace, span):
+        indexes = self._index_keys(trace, span)
+        for index in indexes:
             pipe.zadd(index, {trace_id: started_ms}, lt=True)
-        pipe.sadd(self._keys.index_registry, *self._index_keys(trace, span))
+        self._register(pipe, indexes, pending)
         pipe.xadd(
             self._keys.events,
             {"type": "span", "trace_id": trace_id, "span_id": span["span_id"], "data": span_json},
             maxlen=EVENTS_MAXLEN,
             approximate=True,
         )
+
+    def _register(self, pipe: Any, indexes: list[str], pending: set[str]) -> None:
+        """Add index keys to the registry unless this process already did (see _registered)."""
+        new = [key for key in indexes if key not in self._registered and key not in pending]
+        if new:
+            pipe.sadd(self._keys.index_registry, *new)
+            pending.update(new)
 
     def _index_keys(self, trace: dict[str, Any], span: dict[str, Any]) -> list[str]:
         keys = [self._keys.index_by_time]

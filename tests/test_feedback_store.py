@@ -177,3 +177,25 @@ async def test_review_rules_add_matching_traces_once(store: RedisStore) -> None:
     assert [r["trace_id"] for r in await store.dataset_rows("low")] == ["tr-1"]
     await store.merge_feedback(feedback("tr-2", user_feedback="positive", user_feedback_rating=5))
     assert [r["trace_id"] for r in await store.dataset_rows("review")] == ["tr-1"]
+
+
+async def test_replayed_feedback_is_applied_past_the_cap(store: RedisStore) -> None:
+    """Feedback already answered "queued" is applied on replay even when the cap is reached."""
+    for i in range(5):
+        await store.merge_feedback(feedback(feedback_id=f"f{i}", user_feedback_rating=3))
+    await store.write_batch([feedback(user_feedback_rating=1)])  # a replay from the spool
+    trace = await trace_of(store)
+    assert len(trace["feedback"]) == 6
+    assert trace["attributes"]["user_feedback_rating"] == 1
+
+
+async def test_an_identical_replay_never_overwrites_a_newer_vote(store: RedisStore) -> None:
+    """Re-applying an event already merged (a timed-out merge, replayed) changes nothing."""
+    old = feedback(feedback_id="v", user_feedback="negative")
+    await store.merge_feedback(old)
+    await store.merge_feedback(feedback(user_feedback="positive"))
+    again = await store.merge_feedback(old)
+    assert again.status == "duplicate"
+    trace = await trace_of(store)
+    assert trace["attributes"]["user_feedback"] == "positive"
+    assert len(trace["feedback"]) == 2

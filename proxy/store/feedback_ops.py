@@ -31,7 +31,7 @@ INDEXED_ATTRIBUTES = (
 
 @dataclass(frozen=True, slots=True)
 class MergeResult:
-    status: str  # "applied" (new event), "replaced" (same feedback_id again), "full"
+    status: str  # "applied" (new), "replaced" (same feedback_id), "duplicate" (replay), "full"
     created_ms: int = 0
     annotation_status: str | None = None
     previous: dict[str, Any] | None = None  # the event this one replaced
@@ -58,7 +58,7 @@ def parse_result(raw: list[Any]) -> MergeResult:
     if code == -1:
         return MergeResult(status="full")
     return MergeResult(
-        status="applied" if code == 1 else "replaced",
+        status={1: "applied", 2: "replaced", 3: "duplicate"}[code],
         created_ms=int(raw[1]),
         annotation_status=raw[2].decode() if raw[2] else None,
         previous=orjson.loads(raw[3]) if raw[3] else None,

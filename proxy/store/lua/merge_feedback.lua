@@ -6,14 +6,21 @@
 --       6 max events, 7 target span_id ('' = the trace), 8 user_feedback JSON ('' = none),
 --       9 N attribute pairs, 10 M tags, 11 D deleted attribute keys, 12 E deleted tags,
 --       then N key / JSON value pairs, M tags, D keys, E tags.
+--       ARGV[6] = 0 means no cap (a replay of feedback already answered "queued").
 -- Returns {status, created_ms, annotation_status, previous event JSON or false}; status is
--- 1 (new event), 2 (same event key again: replaced) or -1 (history full: nothing changed).
+-- 1 (new event), 2 (same event key, new content: replaced), 3 (the very same event again:
+-- a replay, nothing changed) or -1 (history full: nothing changed).
 local trace, attrs, tags = KEYS[1], KEYS[3], KEYS[4]
 local events, order, span_fb = KEYS[6], KEYS[7], KEYS[8]
 local key, span = ARGV[2], ARGV[7]
 local previous = redis.call('HGET', events, key)
+if previous == ARGV[3] then
+  return {3, redis.call('HGET', trace, 'created_ms'),
+          redis.call('HGET', trace, 'annotation_status'), false}
+end
 if not previous then
-  if redis.call('ZCARD', order) >= tonumber(ARGV[6]) then
+  local cap = tonumber(ARGV[6])
+  if cap > 0 and redis.call('ZCARD', order) >= cap then
     return {-1, 0, false, false}
   end
   local seq = redis.call('HINCRBY', trace, 'feedback_seq', 1)

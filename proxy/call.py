@@ -112,7 +112,10 @@ class Call:
         trace_id, span_id = self.ids
         headers["X-Trace-Id"] = trace_id
         headers["X-Span-Id"] = span_id
-        headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+        theirs = headers.get("Access-Control-Expose-Headers")
+        headers["Access-Control-Expose-Headers"] = (
+            f"{theirs}, {EXPOSE_HEADERS}" if theirs else EXPOSE_HEADERS
+        )
         expires = int(time.time()) + state.settings.feedback.token_ttl_seconds
         headers["X-Feedback-Token"] = issue(state.token_secret, trace_id, span_id, expires)
         if self.feedback_status:

@@ -18,7 +18,14 @@ from aiohttp import web
 
 from proxy.auth import PROXY_KEY_HEADER, proxy_key_ok
 from proxy.errors import BadRequest, PayloadTooLarge, ProxyError, Unauthorized
-from proxy.feedback import Feedback, FeedbackRules, feedback_tags, validate_attributes, validate_id
+from proxy.feedback import (
+    FEEDBACK_KEYS,
+    Feedback,
+    FeedbackRules,
+    feedback_tags,
+    validate_attributes,
+    validate_id,
+)
 from proxy.feedback_service import feedback_record, request_feedback
 from proxy.feedback_token import VERSION as TOKEN_VERSION
 from proxy.feedback_token import verify
@@ -26,14 +33,22 @@ from proxy.state import STATE, ProxyState
 from proxy.trace_context import parse_trace_context
 
 MAX_BODY_BYTES = 64 * 1024
+THUMBS_TAGS = frozenset({"thumbs-up", "thumbs-down"})
+_ALLOWED_REQUEST_HEADERS = (
+    "Content-Type, Authorization, X-Feedback-Token, X-Trace-Id, X-Feedback, X-Feedback-Rating, "
+    "X-Feedback-Comment, X-Feedback-Category, X-Feedback-Reason, X-Feedback-Timestamp, "
+    "X-Feedback-Span-Id, X-Feedback-Id"
+)
 MAX_TAGS = 64
 
 
 async def post_feedback(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    cors = cors_headers(request, state)
     try:
         trace_id, feedback = await _read(request, state)
-        _authorize(request, state, trace_id, feedback.span_id)
+        if _authorize(request, state, trace_id, feedback.span_id):
+            _only_feedback(feedback)
         status = await state.feedback.apply(feedback_record(trace_id, feedback, source="route"))
         if status == "full":
             cap = state.settings.feedback.max_events_per_trace
@@ -43,9 +58,44 @@ async def post_feedback(request: web.Request) -> web.Response:
                 code="feedback_history_full",
             )
     except ProxyError as error:
-        return web.Response(status=error.status, body=error.body(), content_type="application/json")
+        return web.Response(
+            status=error.status, body=error.body(), content_type="application/json", headers=cors
+        )
     body = {"trace_id": trace_id, "applied": status == "applied", "status": status}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=cors)
+
+
+async def preflight_feedback(request: web.Request) -> web.Response:
+    """CORS preflight: a page on another origin may POST feedback with its token."""
+    headers = cors_headers(request, request.app[STATE])
+    if headers:
+        headers.update({
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": _ALLOWED_REQUEST_HEADERS,
+            "Access-Control-Max-Age": "600",
+        })  # fmt: skip
+    return web.Response(status=204, headers=headers)
+
+
+def cors_headers(request: web.Request, state: ProxyState) -> dict[str, str]:
+    """Allow-Origin for an allowed Origin (``*`` allows any: tokens are not cookies)."""
+    origin = request.headers.get("Origin")
+    allowed = state.settings.feedback.allowed_origins
+    if origin is None or not (origin in allowed or "*" in allowed):
+        return {}
+    return {"Access-Control-Allow-Origin": origin if "*" not in allowed else "*", "Vary": "Origin"}
+
+
+def _only_feedback(feedback: Feedback) -> None:
+    """A browser token admits feedback, not arbitrary attributes or tags."""
+    for key in feedback.attributes:
+        if key not in FEEDBACK_KEYS:
+            raise BadRequest(f"attributes.{key}: a feedback token admits only feedback keys",
+                             code="invalid_feedback")  # fmt: skip
+    for tag in feedback.tags:
+        if tag not in THUMBS_TAGS:
+            raise BadRequest("tags: a feedback token admits no tags of its own",
+                             code="invalid_feedback")  # fmt: skip
 
 
 async def _read(request: web.Request, state: ProxyState) -> tuple[str, Feedback]:
@@ -98,20 +148,22 @@ def _tags(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip() for t in value))
 
 
-def _authorize(request: web.Request, state: ProxyState, trace_id: str, span_id: str | None) -> None:
-    """A feedback token binds trace and span; otherwise the proxy key rules apply."""
+def _authorize(request: web.Request, state: ProxyState, trace_id: str, span_id: str | None) -> bool:
+    """True when a feedback token (bound to trace and span) admitted the request; otherwise
+    the proxy key rules apply."""
     token = _token(request)
     if token is not None:
         token_trace, token_span = verify(state.token_secret, token, int(time.time()))
         if token_trace != trace_id or (span_id is not None and span_id != token_span):
             raise Unauthorized("This feedback token is for another trace or span.",
                                code="invalid_feedback_token")  # fmt: skip
-        return
+        return True
     if not proxy_key_ok(request.headers, state.settings.proxy.keys):
         raise Unauthorized(
             f"Send {PROXY_KEY_HEADER} or the response's X-Feedback-Token.",
             code="invalid_proxy_key",
         )
+    return False
 
 
 def _token(request: web.Request) -> str | None:

@@ -44,10 +44,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         route = state.router.resolve(request.raw_path)
         call.attributes, feedback = _read_feedback(request, state, call, context)
         recorder = call.routed(route, context, state.settings.capture)
-        if feedback is not None:
-            record = feedback_record(context.trace_id, feedback, source="header")
-            call.feedback_task = state.feedback.start(record)
-        return await _relay(request, state, call, route, recorder)
+        return await _relay(request, state, call, route, recorder, feedback)
     except ProxyError as error:
         call.fail(error)
         return await call.error_response(error, state)
@@ -79,11 +76,19 @@ def _check_proxy_key(request: web.Request, state: ProxyState) -> None:
 
 
 async def _relay(
-    request: web.Request, state: ProxyState, call: Call, route: Route, recorder: Recorder
+    request: web.Request,
+    state: ProxyState,
+    call: Call,
+    route: Route,
+    recorder: Recorder,
+    feedback: Feedback | None,
 ) -> web.StreamResponse:
     body = await _request_body(request, state.settings.proxy.max_body_bytes, recorder)
     headers = upstream_headers(request.headers)
     headers.append(("traceparent", recorder.context.traceparent()))
+    if feedback is not None:  # only once the request is known to be forwarded
+        record = feedback_record(recorder.context.trace_id, feedback, source="header")
+        call.feedback_task = state.feedback.start(record)
     if isinstance(body, _BodyStream) and request.content_length is not None:
         headers.append(("Content-Length", str(request.content_length)))
     with translate_errors(route.upstream.name), _body_cap(body):

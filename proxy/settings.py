@@ -97,6 +97,7 @@ class FeedbackSettings:
     token_secret: str = ""
     token_ttl_seconds: int = 86400
     max_events_per_trace: int = 1000
+    allowed_origins: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -581,3 +581,59 @@ async def test_negative_feedback_puts_the_trace_in_the_review_dataset(
     assert row["feedback"]["user_feedback"] == "negative"
     assert row["output"]["text"] == reply_text(MODEL)
     assert (await get_trace(http, proxy, "to-review"))["annotation_status"] == "empty"
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+async def test_feedback_on_a_refused_call_is_not_stored(
+    start: StartProxy, fake_provider: FakeProvider, http: aiohttp.ClientSession
+) -> None:
+    """A call refused before forwarding (413 here) stores none of its feedback."""
+    proxy = await start(**{"proxy.max_body_bytes": 100})
+    headers = {"X-Trace-Id": "fb-413", "X-Feedback": "negative"}
+    async with http.post(f"{proxy.url}/v1/chat/completions", data=b"x" * 200,
+                         headers=headers) as resp:  # fmt: skip
+        assert resp.status == 413
+        assert "X-Feedback-Status" not in resp.headers
+    assert fake_provider.requests == []
+    trace = await wait_for_trace(http, proxy.admin_url, "fb-413")  # the refused call's span
+    assert trace["spans"][0]["status"] == 413
+    assert trace["feedback"] == []
+    assert "user_feedback" not in trace["attributes"]
+
+
+async def test_a_token_admits_feedback_keys_only(
+    keyed: RunningProxy, http: aiohttp.ClientSession
+) -> None:
+    """With a browser token, other attributes or custom tags are refused (400), nothing stored."""
+    token, _ = await token_call(keyed, "tok-narrow")
+    auth = {"X-Feedback-Token": token}
+    for body in (
+        {"trace_id": "tok-narrow", "attributes": {"user_feedback": "negative", "plan": "free"}},
+        {"trace_id": "tok-narrow", "attributes": {"user_feedback": "negative"}, "tags": ["x"]},
+    ):
+        status, answer = await post_feedback(http, keyed, headers=auth, body=body)
+        assert status == 400, answer
+    trace = await wait_for_trace(http, keyed.admin_url, "tok-narrow")
+    assert trace["feedback"] == []
+
+
+async def test_browser_preflight_and_post_carry_cors_headers(
+    proxy: RunningProxy, http: aiohttp.ClientSession
+) -> None:
+    """A page on another origin can preflight and POST /feedback (tokens are not cookies)."""
+    origin = {"Origin": "https://app.example"}
+    preflight = {**origin, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "x-feedback-token, content-type"}  # fmt: skip
+    async with http.options(f"{proxy.url}/feedback", headers=preflight) as resp:
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert "x-feedback-token" in resp.headers["Access-Control-Allow-Headers"].lower()
+    body = {"trace_id": "cors-1", "attributes": {"user_feedback": "positive"}}
+    status, _ = await post_feedback(http, proxy, headers=origin, body=body)
+    assert status == 200
+    async with http.post(
+        f"{proxy.url}/feedback", headers=origin, json={"trace_id": "cors-1"}
+    ) as resp:
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"

@@ -35,28 +35,36 @@ def run(settings: Settings) -> int:
 
 
 def _run_workers(settings: Settings) -> int:
-    children = []
-    for _ in range(settings.proxy.workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                _run_worker(settings, reuse_port=True)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        children.append(pid)
+    """Fork the workers; relay SIGTERM/SIGINT to them; exit with the worst exit code."""
+    children: list[int] = []
 
     def relay(signum: int, _: object) -> None:
         for child in children:
             with suppress(ProcessLookupError):
                 os.kill(child, signum)
 
+    # Installed before forking, so a signal arriving meanwhile is not lost to the parent.
     signal.signal(signal.SIGTERM, relay)
     signal.signal(signal.SIGINT, relay)
+    for _ in range(settings.proxy.workers):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_worker_main(settings))
+        children.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
     return max(codes, default=0)
+
+
+def _worker_main(settings: Settings) -> int:
+    """A forked worker: its own event loop; a failure is logged, never silent."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        _run_worker(settings, reuse_port=True)
+    except BaseException:
+        log.exception("worker failed", pid=os.getpid())
+        return 1
+    return 0
 
 
 def _run_worker(settings: Settings, reuse_port: bool) -> None:
@@ -84,11 +92,13 @@ class Listeners:
         return self.proxy.app[STATE]
 
     async def stop(self) -> None:
+        """Admin first (its writes must reach the writer before it closes), then the proxy:
+        stop accepting, let calls finish, flush the writer."""
         self.state.draining = True
         try:
-            await self.proxy.cleanup()  # stop accepting, let calls finish, flush the writer
-        finally:
             await self.admin.cleanup()
+        finally:
+            await self.proxy.cleanup()
 
 
 async def start_listeners(settings: Settings, reuse_port: bool = False) -> Listeners:

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from proxy.errors import NotFound, UpstreamTimeout, UpstreamUnreachable
+from proxy.errors import BadRequest, NotFound, UpstreamTimeout, UpstreamUnreachable
 from proxy.settings import Settings, UpstreamSettings
+
+# Longest upstream response header line accepted (aiohttp's default, 8190, is too tight for
+# some providers' long trace and rate-limit headers).
+UPSTREAM_MAX_HEADER_BYTES = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +32,13 @@ class Upstream:
     def from_settings(cls, name: str, settings: UpstreamSettings) -> Upstream:
         base = settings.base_url.rstrip("/")
         path = base.split("://", 1)[1].partition("/")[2]
+        # connect covers waiting for a free pooled connection too, so a full pool is a 502
+        # after connect_timeout rather than an endless wait.
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+            total=None,
+            connect=settings.connect_timeout,
+            sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout,
         )
         return cls(name=name, base_url=base, base_path=f"/{path}" if path else "", timeout=timeout)
 
@@ -57,6 +66,8 @@ class Router:
         self._default = self._upstreams[default]
 
     def resolve(self, raw_path: str) -> Route:
+        if _has_dot_segment(raw_path):
+            raise BadRequest("path: must not contain . or .. segments", code="invalid_path")
         end = _segment_end(raw_path)
         name = raw_path[1:end]
         if name == "v1":
@@ -71,6 +82,15 @@ class Router:
                 upstreams=names,
             )
         return Route(upstream, raw_path[end:])
+
+
+def _has_dot_segment(raw_path: str) -> bool:
+    """``.``/``..`` segments (also percent-encoded) could climb out of a base URL's path."""
+    path = raw_path.partition("?")[0]
+    if "." not in path and "%" not in path:
+        return False
+    segments = path.lower().replace("%2e", ".").split("/")
+    return any(segment in (".", "..") for segment in segments)
 
 
 def _segment_end(raw_path: str) -> int:
@@ -100,6 +120,8 @@ async def client_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSess
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         trust_env=False,
+        max_line_size=UPSTREAM_MAX_HEADER_BYTES,
+        max_field_size=UPSTREAM_MAX_HEADER_BYTES,
     )
     try:
         yield session
@@ -124,4 +146,9 @@ def translate_errors(upstream: str) -> Iterator[None]:
         raise UpstreamUnreachable(
             f"Upstream {upstream!r} is unreachable: {type(exc).__name__}.",
             code="upstream_unreachable",
+        ) from None
+    except aiohttp.ClientError as exc:  # e.g. an answer that is not valid HTTP
+        raise UpstreamUnreachable(
+            f"Upstream {upstream!r} sent an invalid response: {type(exc).__name__}.",
+            code="bad_upstream_response",
         ) from None

@@ -10,6 +10,7 @@ import time
 import aiohttp
 import orjson
 import pytest
+from yarl import URL
 
 from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
@@ -395,3 +396,56 @@ async def test_upstream_cookies_are_not_shared_between_clients(
         assert resp.status == 200
     assert fake_provider.requests[0].headers["Cookie"] == "a=1"
     assert "Cookie" not in fake_provider.requests[1].headers
+
+
+@pytest.mark.parametrize(
+    "path", ["/openai/../anthropic/v1/models", "/v1/../../x", "/openai/v1/%2e%2E/models", "/v1/./m"]
+)
+async def test_dot_segments_are_refused_before_forwarding(
+    path: str, proxy: RunningProxy, fake_provider: FakeProvider, http: aiohttp.ClientSession
+) -> None:
+    """A path cannot climb out of an upstream's base path: . and .. segments get 400."""
+    url = URL(proxy.url + path, encoded=True)  # sent as written, not normalised by the client
+    async with http.get(url) as resp:
+        assert resp.status == 400
+        assert "path" in orjson.loads(await resp.read())["error"]["message"]
+    assert fake_provider.requests == []
+
+
+async def test_invalid_upstream_response_is_502_not_500(
+    start: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    """An upstream that answers garbage instead of HTTP gets the client a clear 502."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"GARBAGE\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        proxy = await start(**{"upstreams.openai.base_url": f"http://127.0.0.1:{port}"})
+        async with http.get(f"{proxy.url}/v1/models") as resp:
+            assert resp.status == 502
+            error = orjson.loads(await resp.read())["error"]
+        assert error["code"] == "bad_upstream_response"
+    finally:
+        server.close()
+
+
+async def test_full_connection_pool_fails_after_connect_timeout(
+    start: StartProxy, fake_provider: FakeProvider, http: aiohttp.ClientSession
+) -> None:
+    """Waiting for a pooled connection is bounded by connect_timeout (502), never endless."""
+    proxy = await start(**{"proxy.max_connections": 1, "upstreams.openai.connect_timeout": 0.3})
+    hanging = asyncio.create_task(http.post(f"{proxy.url}/v1/chat/completions", data=chat("hang")))
+    await fake_provider.wait_for_requests(1, timeout=5)  # the one pooled connection is taken
+    try:
+        async with asyncio.timeout(5):
+            async with http.post(f"{proxy.url}/v1/chat/completions", data=chat()) as resp:
+                assert resp.status == 502
+                assert orjson.loads(await resp.read())["error"]["code"] == "connect_timeout"
+    finally:
+        hanging.cancel()

@@ -165,13 +165,23 @@ class FeedbackService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def apply(self, record: dict[str, Any]) -> str:
-        """``applied``, ``queued`` or ``full``; never raises for Redis trouble."""
+        """``applied``, ``queued`` or ``full``; never raises for Redis trouble.
+
+        While the writer is degraded (Redis down, or older records still in the spool) the
+        event goes behind them through the writer, so an old queued vote can never land
+        after, and overwrite, a newer one; nor does each call wait out a hanging Redis.
+        """
+        if not self._writer.redis_ok or self._writer.spool_bytes > 0:
+            self._writer.submit(record)
+            return "queued"
         try:
             result = await asyncio.wait_for(self._store.merge_feedback(record), self._timeout)
         except (StoreUnavailable, TimeoutError):
-            self._writer.submit(record)  # replayed later; the event key makes it exactly once
+            # Replayed later; if this merge did land after all, the replay is a no-op.
+            self._writer.submit(record)
             return "queued"
         if result.status == "full":
             return "full"
-        self.counts.add(record["event"], result.previous)
+        if result.status != "duplicate":
+            self.counts.add(record["event"], result.previous)
         return "applied"

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 
 def iso_from_ms(ms: float) -> str:
-    """``2026-11-26T12:00:00.000Z`` from epoch milliseconds."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-26T12:00:00.000Z`` from epoch milliseconds (runs for every span)."""
+    seconds, millis = divmod(int(ms), 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=64)
+def _iso_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _text(value: bytes | None) -> str | None:

@@ -199,3 +199,28 @@ async def test_an_identical_replay_never_overwrites_a_newer_vote(store: RedisSto
     trace = await trace_of(store)
     assert trace["attributes"]["user_feedback"] == "positive"
     assert len(trace["feedback"]) == 2
+
+
+async def test_every_index_scores_the_trace_by_its_creation_time(
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """A later span's model, and feedback that came before any span, score at creation time."""
+    now = int(time.time() * 1000)
+    await store.merge_feedback(feedback(user_feedback="negative"))  # before any span
+    first = span_record(span_id="1" * 16, started_ms=now - 60_000)
+    second = span_record(span_id="2" * 16, started_ms=now - 30_000)
+    second["span"]["model"] = "other-model"
+    await store.write_batch([second])
+    await store.write_batch([first])  # arrives last, but started first
+    for index in (keys.index_by_time, keys.index("model", "other-model"),
+                  keys.index("feedback", "negative"), keys.index("has_feedback", "1"),
+                  keys.index("annotation", "empty"), keys.index("tag", "thumbs-down")):  # fmt: skip
+        assert await redis_client.zscore(index, "tr-1") == now - 60_000, index
+
+
+async def test_a_feedback_only_trace_is_listed_by_time(
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """Feedback for a trace with no spans yet still lists it in the time index."""
+    await store.merge_feedback(feedback("fb-only", user_feedback="positive"))
+    assert await redis_client.zscore(keys.index_by_time, "fb-only") is not None

@@ -105,7 +105,7 @@ async def test_trace_keys_expire_retention_days_after_creation(
     """Every key of a trace carries a TTL of retention_days from its creation."""
     await store.write_batch([span_record(tags=["x"], attributes={"k": 1})])
     present = [k for k in keys.trace("tr-1").all() if await redis_client.exists(k)]
-    assert len(present) == 5  # trace, spans, attributes, tags, models
+    assert len(present) == 6  # trace, spans, attributes, tags, models, index names
     for key in present:
         ttl = await redis_client.ttl(key)
         assert 29 * 86400 < ttl <= 30 * 86400, key

@@ -13,7 +13,6 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from proxy.records import rule_matches
 from proxy.settings import ReviewRule
@@ -35,10 +34,14 @@ class MergeResult:
     created_ms: int = 0
     annotation_status: str | None = None
     previous: dict[str, Any] | None = None  # the event this one replaced
+    indexes: tuple[str, ...] = ()  # index keys that must list the trace at created_ms
 
 
-def merge_args(record: dict[str, Any], now_ms: int, retention_s: int, max_events: int) -> list[Any]:
+def merge_args(
+    record: dict[str, Any], now_ms: int, retention_s: int, max_events: int, keys: Keys
+) -> list[Any]:
     """ARGV for merge_feedback.lua from a feedback record (see the script's header)."""
+    indexes = feedback_index_keys(keys, record)
     event = record["event"]
     attrs: dict[str, Any] = event["attributes"]
     deleted_attrs, deleted_tags = record.get("delete_attributes", []), record.get("delete_tags", [])
@@ -47,10 +50,11 @@ def merge_args(record: dict[str, Any], now_ms: int, retention_s: int, max_events
         record["trace_id"], record["event_key"], orjson.dumps(event), now_ms, retention_s,
         max_events, event.get("span_id") or "", orjson.dumps(vote) if vote else "",
         len(attrs), len(event["tags"]), len(deleted_attrs), len(deleted_tags),
+        len(indexes), keys.index("annotation", ""),
     ]  # fmt: skip
     for key, value in attrs.items():
         args += [key, orjson.dumps(value)]
-    return args + list(event["tags"]) + list(deleted_attrs) + list(deleted_tags)
+    return [*args, *event["tags"], *deleted_attrs, *deleted_tags, *indexes]
 
 
 def parse_result(raw: list[Any]) -> MergeResult:
@@ -62,27 +66,22 @@ def parse_result(raw: list[Any]) -> MergeResult:
         created_ms=int(raw[1]),
         annotation_status=raw[2].decode() if raw[2] else None,
         previous=orjson.loads(raw[3]) if raw[3] else None,
+        indexes=tuple(name.decode() for name in raw[4:]),
     )
 
 
-def queue_index_upkeep(
-    pipe: aioredis.client.Pipeline, keys: Keys, record: dict[str, Any], result: MergeResult
-) -> None:
-    """ZADD the trace into the indexes its feedback now matches (idempotent)."""
-    trace_id, event = record["trace_id"], record["event"]
-    indexes = [keys.index("has_feedback", "1")]
-    if result.annotation_status:
-        indexes.append(keys.index("annotation", result.annotation_status))
-    if not event.get("span_id"):
-        attrs = event["attributes"]
-        for dimension, attribute in INDEXED_ATTRIBUTES:
-            if attrs.get(attribute) is not None:
-                indexes.append(keys.index(dimension, str(attrs[attribute])))
-        tags = set(event["tags"]) | _thumbs_tag(attrs)
-        indexes += [keys.index("tag", tag) for tag in sorted(tags)]
-    for index in indexes:
-        pipe.zadd(index, {trace_id: result.created_ms}, lt=True)
-    pipe.sadd(keys.index_registry, *indexes)
+def feedback_index_keys(keys: Keys, record: dict[str, Any]) -> list[str]:
+    """The indexes a feedback event puts its trace in (the script adds the annotation one)."""
+    event = record["event"]
+    indexes = [keys.index_by_time, keys.index("has_feedback", "1")]
+    if event.get("span_id"):
+        return indexes
+    attrs = event["attributes"]
+    for dimension, attribute in INDEXED_ATTRIBUTES:
+        if attrs.get(attribute) is not None:
+            indexes.append(keys.index(dimension, str(attrs[attribute])))
+    tags = set(event["tags"]) | _thumbs_tag(attrs)
+    return indexes + [keys.index("tag", tag) for tag in sorted(tags)]
 
 
 def _thumbs_tag(attrs: dict[str, Any]) -> set[str]:

@@ -26,12 +26,13 @@ class TraceKeys:
     feedback: str  # hash: event key -> feedback event JSON
     feedback_order: str  # sorted set: event key scored by arrival sequence
     span_feedback: str  # hash: "a\x1f<span>\x1f<key>" -> JSON value, "t\x1f<span>\x1f<tag>" -> 1
+    indexes: str  # set: names of the index keys that list this trace (to re-score them)
 
     def all(self) -> list[str]:
         """Every key of the trace, in the order the Lua scripts expect them in KEYS."""
         return [
             self.trace, self.spans, self.attributes, self.tags, self.models,
-            self.feedback, self.feedback_order, self.span_feedback,
+            self.feedback, self.feedback_order, self.span_feedback, self.indexes,
         ]  # fmt: skip
 
 
@@ -50,6 +51,7 @@ class Keys:
             feedback=f"{base}:fb",
             feedback_order=f"{base}:fb-order",
             span_feedback=f"{base}:span-fb",
+            indexes=f"{base}:idx",
         )
 
     @property

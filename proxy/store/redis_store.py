@@ -26,7 +26,6 @@ from proxy.store.feedback_ops import (
     matching_rules,
     merge_args,
     parse_result,
-    queue_index_upkeep,
     review_row,
 )
 from proxy.store.keys import Keys
@@ -111,10 +110,29 @@ class RedisStore:
         sha = await self._sha("record_span")
         pipe = self._client.pipeline(transaction=False)
         now_ms = str(int(time.time() * 1000))
-        pending: set[str] = set()
         for record in records:
-            self._queue_span(pipe, sha, record, now_ms, pending)
-        await pipe.execute()
+            self._queue_span(pipe, sha, record, now_ms)
+        replies = await pipe.execute()
+        await self._score_indexes(
+            [
+                (record["trace"]["trace_id"], int(reply[1]), [n.decode() for n in reply[2:]])
+                for record, reply in zip(records, replies[::2], strict=True)
+            ]
+        )
+
+    async def _score_indexes(self, scored: list[tuple[str, int, list[str]]]) -> None:
+        """Second step of every write: list each trace in its indexes at its creation time.
+
+        ``ZADD LT`` is idempotent and keeps the earliest time, so concurrent writers and
+        replays converge on the trace's creation time whatever order they land in."""
+        pipe = self._client.pipeline(transaction=False)
+        pending: set[str] = set()
+        for trace_id, created_ms, names in scored:
+            for name in names:
+                pipe.zadd(name, {trace_id: created_ms}, lt=True)
+            self._register(pipe, names, pending)
+        if len(pipe):
+            await pipe.execute()
         if len(self._registered) + len(pending) > REGISTRY_CACHE:
             self._registered.clear()
         self._registered.update(pending)
@@ -133,7 +151,7 @@ class RedisStore:
         max_events = self._max_events if cap is None else cap
         for record in records:
             keys = self._keys.trace(record["trace_id"]).all()
-            args = merge_args(record, now_ms, self._retention_s, max_events)
+            args = merge_args(record, now_ms, self._retention_s, max_events, self._keys)
             pipe.evalsha(sha, len(keys), *keys, *args)
         results = [parse_result(raw) for raw in await pipe.execute()]
         await self._after_merge(records, results)
@@ -145,14 +163,17 @@ class RedisStore:
         """Index upkeep, the event stream and review-queue rows (all idempotent)."""
         pipe = self._client.pipeline(transaction=False)
         reviews: list[tuple[str, str]] = []
+        scored: list[tuple[str, int, list[str]]] = []
         for record, result in zip(records, results, strict=True):
             if result.status in ("full", "duplicate"):
                 continue
-            queue_index_upkeep(pipe, self._keys, record, result)
+            scored.append((record["trace_id"], result.created_ms, list(result.indexes)))
             pipe.xadd(self._keys.events, _feedback_entry(record),
                       maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
             reviews += [(d, record["trace_id"]) for d in matching_rules(self._rules, record)]
-        await pipe.execute()
+        if len(pipe):
+            await pipe.execute()
+        await self._score_indexes(scored)
         for dataset, trace_id in reviews:
             await self._add_review_row(dataset, trace_id)
 
@@ -174,28 +195,23 @@ class RedisStore:
         rows = await self._client.hmget(self._keys.dataset_rows(dataset), order)
         return [orjson.loads(r) for r in rows if r is not None]
 
-    def _queue_span(
-        self, pipe: Any, sha: str, record: dict[str, Any], now_ms: str, pending: set[str]
-    ) -> None:
+    def _queue_span(self, pipe: Any, sha: str, record: dict[str, Any], now_ms: str) -> None:
+        """Two commands per span: the script, then the stream entry (replies[::2] = scripts)."""
         trace, span = record["trace"], record["span"]
         trace_id, keys = trace["trace_id"], self._keys.trace(trace["trace_id"])
         span_json = orjson.dumps(span)
-        started_ms = record["started_ms"]
         attrs = trace.get("attributes") or {}
+        tags = trace.get("tags") or []
+        indexes = self._index_keys(trace, span)
         args: list[Any] = [
-            trace_id, span["span_id"], span_json, started_ms, now_ms, self._retention_s,
+            trace_id, span["span_id"], span_json, record["started_ms"], now_ms, self._retention_s,
             trace.get("name") or "", trace.get("session_id") or "", trace.get("user_id") or "",
-            span.get("model") or "", len(attrs),
+            span.get("model") or "", len(attrs), len(tags), len(indexes),
         ]  # fmt: skip
         for key, value in attrs.items():
             args += [key, orjson.dumps(value)]
-        args += trace.get("tags") or []
         trace_keys = keys.all()
-        pipe.evalsha(sha, len(trace_keys), *trace_keys, *args)
-        indexes = self._index_keys(trace, span)
-        for index in indexes:
-            pipe.zadd(index, {trace_id: started_ms}, lt=True)
-        self._register(pipe, indexes, pending)
+        pipe.evalsha(sha, len(trace_keys), *trace_keys, *args, *tags, *indexes)
         pipe.xadd(
             self._keys.events,
             {"type": "span", "trace_id": trace_id, "span_id": span["span_id"], "data": span_json},

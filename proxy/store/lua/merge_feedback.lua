@@ -1,13 +1,16 @@
 -- Merge one feedback event into its trace, atomically.
 -- KEYS: 1 trace hash, 2 spans hash, 3 attributes hash, 4 tags set, 5 models set,
 --       6 feedback hash (event key -> event JSON), 7 feedback order zset (event key -> seq),
---       8 span feedback hash ("a\31<span>\31<key>" -> JSON value, "t\31<span>\31<tag>" -> 1)
+--       8 span feedback hash ("a\31<span>\31<key>" -> JSON value, "t\31<span>\31<tag>" -> 1),
+--       9 the trace's set of index key names
 -- ARGV: 1 trace_id, 2 event key, 3 event JSON, 4 now_ms, 5 retention_seconds,
 --       6 max events, 7 target span_id ('' = the trace), 8 user_feedback JSON ('' = none),
 --       9 N attribute pairs, 10 M tags, 11 D deleted attribute keys, 12 E deleted tags,
---       then N key / JSON value pairs, M tags, D keys, E tags.
+--       13 I index key names, 14 the annotation index name prefix,
+--       then N key / JSON value pairs, M tags, D keys, E tags, I index key names.
 --       ARGV[6] = 0 means no cap (a replay of feedback already answered "queued").
--- Returns {status, created_ms, annotation_status, previous event JSON or false}; status is
+-- Returns {status, created_ms, annotation_status, previous event JSON or false, index key
+-- names to score at created_ms...}; status is
 -- 1 (new event), 2 (same event key, new content: replaced), 3 (the very same event again:
 -- a replay, nothing changed) or -1 (history full: nothing changed).
 local trace, attrs, tags = KEYS[1], KEYS[3], KEYS[4]
@@ -46,11 +49,13 @@ local function del_tag(t)
 end
 
 local n, m, d, e = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local i = 13
+local i = 15
 for _ = 1, n do set_attr(ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, m do add_tag(ARGV[i]); i = i + 1 end
 for _ = 1, d do del_attr(ARGV[i]); i = i + 1 end
 for _ = 1, e do del_tag(ARGV[i]); i = i + 1 end
+local names = {}
+for _ = 1, tonumber(ARGV[13]) do names[#names + 1] = ARGV[i]; i = i + 1 end
 
 -- The thumbs tag follows the current vote: a changed vote moves the tag, never doubles it.
 if ARGV[8] == '"negative"' then
@@ -74,7 +79,11 @@ local expire_at = math.floor(created / 1000) + tonumber(ARGV[5])
 for _, k in ipairs(KEYS) do
   redis.call('EXPIREAT', k, expire_at)
 end
+local annotation = redis.call('HGET', trace, 'annotation_status')
+if annotation then names[#names + 1] = ARGV[14] .. annotation end
+if #names > 0 then redis.call('SADD', KEYS[9], unpack(names)) end
 local status = 1
 if previous then status = 2 end
-return {status, redis.call('HGET', trace, 'created_ms'),
-        redis.call('HGET', trace, 'annotation_status'), previous or false}
+local result = {status, redis.call('HGET', trace, 'created_ms'), annotation, previous or false}
+for _, name in ipairs(names) do result[#result + 1] = name end
+return result

@@ -1,18 +1,33 @@
 -- Record one finished span into its trace, atomically.
--- KEYS: 1 trace hash, 2 spans hash, 3 attributes hash, 4 tags set, 5 models set
+-- KEYS: 1 trace hash, 2 spans hash, 3 attributes hash, 4 tags set, 5 models set,
+--       6-8 (feedback keys, untouched here), 9 the trace's set of index key names
 -- ARGV: 1 trace_id, 2 span_id, 3 span JSON, 4 started_ms, 5 now_ms, 6 retention_seconds,
 --       7 name, 8 session_id, 9 user_id, 10 model, 11 number of attribute pairs N,
---       12 .. 11+2N attribute key / JSON value pairs, then tags.
--- A span is written once: a replayed span changes nothing (returns 0), so the proxy's spool
--- can re-send a batch after a crash without doubling anything. Attributes and tags that came
--- with the request merge key by key; they never touch feedback history or span feedback.
-local trace, spans, attrs, tags, models = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+--       12 number of tags T, 13 number of index key names I, then N attribute key / JSON
+--       value pairs, T tags, I index key names.
+-- Returns {new, created_ms, index key names to score at created_ms...}: new is 1, or 0 for a
+-- span already stored (a replay changes nothing but may re-score, which is idempotent). The
+-- names are this span's indexes, or every index of the trace when this span moved the
+-- trace's creation time back, so that every index scores the trace by its creation time.
+local trace, spans, attrs, tags, models, indexes =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[9]
+local n, t, m = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local first_index = 14 + 2 * n + t
+local own = {}
+for i = first_index, first_index + m - 1 do own[#own + 1] = ARGV[i] end
+
 if redis.call('HSETNX', spans, ARGV[2], ARGV[3]) == 0 then
-  return 0
+  local known = redis.call('HGET', trace, 'created_ms')
+  if not known then return {0, 0} end
+  local result = {0, known}
+  for _, k in ipairs(own) do result[#result + 1] = k end
+  return result
 end
 local started, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local created = tonumber(redis.call('HGET', trace, 'created_ms'))
+local moved_back = false
 if created == nil or started < created then
+  moved_back = created ~= nil
   created = started
   redis.call('HSET', trace, 'created_ms', ARGV[4])
 end
@@ -30,15 +45,18 @@ end
 if ARGV[10] ~= '' then
   redis.call('SADD', models, ARGV[10])
 end
-local n = tonumber(ARGV[11])
-for i = 0, n - 1 do
-  redis.call('HSET', attrs, ARGV[12 + 2 * i], ARGV[13 + 2 * i])
-end
-for i = 12 + 2 * n, #ARGV do
-  redis.call('SADD', tags, ARGV[i])
-end
+local i = 14
+for _ = 1, n do redis.call('HSET', attrs, ARGV[i], ARGV[i + 1]); i = i + 2 end
+for _ = 1, t do redis.call('SADD', tags, ARGV[i]); i = i + 1 end
+if m > 0 then redis.call('SADD', indexes, unpack(own)) end
+
 local expire_at = math.floor(created / 1000) + tonumber(ARGV[6])
 for _, key in ipairs(KEYS) do
   redis.call('EXPIREAT', key, expire_at)
 end
-return 1
+local result = {1, created}  -- the keys may already be gone if created is past retention
+local names = own
+if moved_back then names = redis.call('SMEMBERS', indexes) end
+if moved_back and #names == 0 then names = own end
+for _, k in ipairs(names) do result[#result + 1] = k end
+return result

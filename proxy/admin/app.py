@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from proxy.admin.common import ADMIN_STATE, error_response, json_response
 from proxy.admin.patch import patch_span, patch_trace
+from proxy.admin.trace_list import list_traces
 from proxy.admin.traces import get_trace
 from proxy.state import ProxyState
 from proxy.store.errors import StoreUnavailable
@@ -25,6 +26,7 @@ def create_admin_app(state: ProxyState) -> web.Application:
     app[ADMIN_STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/traces", list_traces)
     app.router.add_get("/api/traces/{trace_id}", get_trace)
     app.router.add_patch("/api/traces/{trace_id}", patch_trace)
     app.router.add_patch("/api/traces/{trace_id}/spans/{span_id}", patch_span)

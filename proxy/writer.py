@@ -72,6 +72,7 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._redis_ok = True
+        self._stop = False
         self._disk_failing = False
         self._next_retry = 0.0
         self.dropped = 0
@@ -134,11 +135,17 @@ class Writer:
     async def _drain(self, task: asyncio.Task[None], deadline: float) -> None:
         try:
             if not task.done():
-                await self.wait_idle(deadline)
+                # Done when everything is written, or as soon as Redis is down: then the rest
+                # is safe on disk and waiting out the deadline would only delay the exit.
+                await self.wait_until(lambda: self._idle() or not self._redis_ok, deadline)
         except TimeoutError:
             log.warning(
                 "drain deadline passed", queued=self.queue_depth, spool_bytes=self.spool_bytes
             )
+        # Python 3.11's wait_for can swallow a cancel that races with its inner wait
+        # finishing; the stop flag ends the loop on its next turn even then.
+        self._stop = True
+        self._wake.set()
         task.cancel()
         for outcome in await asyncio.gather(task, return_exceptions=True):
             if not isinstance(outcome, asyncio.CancelledError | None):
@@ -148,7 +155,7 @@ class Writer:
         return not self._queue and not self._in_flight and not self._spool.pending
 
     async def _run(self) -> None:
-        while True:
+        while not self._stop:
             if self._spool.pending:
                 await self._spool_step()
             else:

@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
+from proxy.store.connection import connect
 from proxy.store.embedded import EmbeddedRedis, free_port
 from tests.conftest import StartProxy
 from tests.fake_provider import FakeProvider
@@ -62,6 +63,12 @@ async def test_redis_down_then_back_every_span_lands_exactly_once(
         trace = await wait_for_trace(http, proxy.admin_url, trace_id, timeout=15)
         assert trace["span_count"] == 1
         assert len(trace["spans"]) == 1
+    # The event stream shows the replay did not send anything twice.
+    client = connect(own_redis.url)
+    entries = await client.xrange(f"{proxy.settings.redis.key_prefix}:events")
+    await client.aclose()
+    streamed = sorted(fields[b"trace_id"].decode() for _, fields in entries)
+    assert streamed == sorted(before + during)
 
 
 SERVE_TIMEOUT = 30

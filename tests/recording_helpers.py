@@ -22,3 +22,20 @@ async def wait_for_trace(
                 return dict(last)
         await asyncio.sleep(0.02)
     raise AssertionError(f"trace {trace_id} not recorded with {spans} span(s): {last}")
+
+
+async def wait_healthy(
+    http: aiohttp.ClientSession, url: str, timeout: float, process: Any = None
+) -> None:
+    """Until ``url``/healthz answers 200; fails early when ``process`` (a Popen) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process is None or process.poll() is None, "proxy process exited"
+        try:
+            async with http.get(f"{url}/healthz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} did not become healthy")

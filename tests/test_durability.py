@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from proxy.store.connection import connect
 from proxy.store.embedded import EmbeddedRedis, free_port
 from tests.conftest import StartProxy
 from tests.fake_provider import FakeProvider
-from tests.recording_helpers import wait_for_trace
+from tests.recording_helpers import wait_for_trace, wait_healthy
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -85,18 +84,6 @@ def _serve(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[
     )
 
 
-async def _wait_healthy(http: aiohttp.ClientSession, url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            async with http.get(f"{url}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("proxy did not become healthy")
-
-
 async def test_sigterm_during_streams_finishes_them_and_records_every_span(
     fake_provider: FakeProvider,
     redis_server: str,
@@ -118,7 +105,7 @@ async def test_sigterm_during_streams_finishes_them_and_records_every_span(
     process = _serve(args, env, tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_healthy(http, url, time.monotonic() + SERVE_TIMEOUT)
+        await wait_healthy(http, url, SERVE_TIMEOUT, process)
         body = orjson.dumps({**CHAT, "model": "slow", "stream": True})
         responses = [
             await http.post(
@@ -139,7 +126,7 @@ async def test_sigterm_during_streams_finishes_them_and_records_every_span(
     reader = _serve(["--port", str(free_port()), "--redis", redis_server], env, tmp_path)
     try:
         admin = f"http://127.0.0.1:{env['FEEDBACK_PROXY_ADMIN__PORT']}"
-        await _wait_healthy(http, admin, time.monotonic() + SERVE_TIMEOUT)
+        await wait_healthy(http, admin, SERVE_TIMEOUT, reader)
         for i in range(5):
             trace = await wait_for_trace(http, admin, f"drain-{i}", timeout=2)
             assert trace["spans"][0]["output"]["text"]

@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ import orjson
 
 from proxy.store.embedded import free_port
 from tests.fake_provider import FakeProvider
+from tests.recording_helpers import wait_healthy
 
 SERVE_TIMEOUT = 20
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
@@ -52,19 +52,6 @@ def _spawn(env: dict[str, str], upstream: str, redis_url: str, tmp_path: Path) -
     return Replica(process, port, admin_port)
 
 
-async def _wait_healthy(http: aiohttp.ClientSession, replica: Replica, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        assert replica.process.poll() is None, "proxy process exited"
-        try:
-            async with http.get(f"{replica.admin_url}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("proxy did not become healthy")
-
-
 @asynccontextmanager
 async def two_replicas(
     http: aiohttp.ClientSession,
@@ -82,8 +69,9 @@ async def two_replicas(
     }
     replicas = [_spawn(env, fake_provider.base_url, redis_server, tmp_path) for _ in range(2)]
     try:
-        deadline = time.monotonic() + SERVE_TIMEOUT
-        await asyncio.gather(*(_wait_healthy(http, r, deadline) for r in replicas))
+        await asyncio.gather(
+            *(wait_healthy(http, r.admin_url, SERVE_TIMEOUT, r.process) for r in replicas)
+        )
         yield replicas[0], replicas[1]
     finally:
         for replica in replicas:

@@ -1,6 +1,7 @@
 """One proxied call as it happens: its IDs, route, timing and outcome.
 
-The handler fills it in as the call progresses; ``finish`` writes the one access-log line.
+The handler fills it in as the call progresses; ``finish`` submits the span to the writer
+and writes the one access-log line.
 Kept free of I/O decisions so that the forwarding code reads as the sequence of steps it is.
 """
 

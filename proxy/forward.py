@@ -86,10 +86,10 @@ async def _relay(
     body = await _request_body(request, state.settings.proxy.max_body_bytes, recorder)
     headers = upstream_headers(request.headers)
     headers.append(("traceparent", recorder.context.traceparent()))
-    if feedback is not None:  # only once the request is known to be forwarded
-        record = feedback_record(recorder.context.trace_id, feedback, source="header")
-        call.feedback_task = state.feedback.start(record)
-    if isinstance(body, _BodyStream) and request.content_length is not None:
+    streamed = isinstance(body, _BodyStream)
+    if feedback is not None and not streamed:  # the request is known to be forwarded
+        call.feedback_task = state.feedback.start(_record(recorder, feedback))
+    if streamed and request.content_length is not None:
         headers.append(("Content-Length", str(request.content_length)))
     with translate_errors(route.upstream.name), _body_cap(body):
         upstream = await state.session.request(
@@ -100,10 +100,16 @@ async def _relay(
             allow_redirects=False,
             timeout=route.upstream.timeout,
         )
+    if feedback is not None and streamed:  # a streamed body could still have gone over the cap
+        call.feedback_task = state.feedback.start(_record(recorder, feedback))
     try:
         return await _stream_back(request, state, upstream, call, recorder)
     finally:
         upstream.close()
+
+
+def _record(recorder: Recorder, feedback: Feedback) -> dict[str, Any]:
+    return feedback_record(recorder.context.trace_id, feedback, source="header")
 
 
 async def _stream_back(

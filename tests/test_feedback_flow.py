@@ -637,3 +637,20 @@ async def test_browser_preflight_and_post_carry_cors_headers(
         f"{proxy.url}/feedback", headers=origin, json={"trace_id": "cors-1"}
     ) as resp:
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_feedback_on_a_chunked_body_over_the_cap_is_not_stored(
+    start: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    """A streamed body cut off at the cap (413) stores none of the call's feedback."""
+    proxy = await start(**{"proxy.max_body_bytes": 300_000})
+
+    async def body():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"y" * 10_000
+
+    headers = {"X-Trace-Id": "fb-chunked", "X-Feedback": "negative"}
+    async with http.post(f"{proxy.url}/v1/chat/completions", data=body(), headers=headers) as resp:
+        assert resp.status == 413
+    trace = await wait_for_trace(http, proxy.admin_url, "fb-chunked")
+    assert trace["feedback"] == []

@@ -224,3 +224,51 @@ async def test_a_feedback_only_trace_is_listed_by_time(
     """Feedback for a trace with no spans yet still lists it in the time index."""
     await store.merge_feedback(feedback("fb-only", user_feedback="positive"))
     assert await redis_client.zscore(keys.index_by_time, "fb-only") is not None
+
+
+async def test_a_replay_redoes_the_index_step_that_failed(
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """If the index step after a merge failed, replaying the same record lists the trace."""
+    record = feedback(user_feedback="negative")
+    await store.merge_feedback(record)
+    for index in (keys.index_by_time, keys.index("feedback", "negative")):
+        await redis_client.zrem(index, "tr-1")  # as if the second round trip never happened
+    await store.write_batch([record])
+    for index in (keys.index_by_time, keys.index("feedback", "negative")):
+        assert await redis_client.zscore(index, "tr-1") is not None, index
+
+
+async def test_feedback_only_trace_keys_all_expire(
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """A trace made only of feedback leaves no key without a TTL."""
+    await store.merge_feedback(feedback("fb-ttl", user_feedback="negative"))
+    for key in keys.trace("fb-ttl").all():
+        assert await redis_client.ttl(key) != -1, key
+
+
+async def test_an_older_version_of_an_event_never_replaces_a_newer_one(store: RedisStore) -> None:
+    """A late replay of an older vote with the same X-Feedback-Id leaves the newer vote."""
+    older = feedback(feedback_id="vote", user_feedback="negative")
+    newer = feedback(feedback_id="vote", user_feedback="positive")
+    older["event"]["received_at"] = "2026-11-27T00:00:00.000Z"
+    newer["event"]["received_at"] = "2026-11-27T00:00:01.000Z"
+    await store.merge_feedback(newer)
+    late = await store.merge_feedback(older)
+    assert late.status == "duplicate"
+    trace = await trace_of(store)
+    assert trace["attributes"]["user_feedback"] == "positive"
+    assert "thumbs-down" not in trace["tags"]
+
+
+async def test_feedback_for_a_trace_past_retention_does_not_fail(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """Feedback on a trace older than a lowered retention is merged without an error."""
+    long_store = RedisStore(redis_client, keys, retention_days=30)
+    ten_days_ago = int(time.time() * 1000) - 10 * 86_400_000
+    await long_store.write_batch([span_record("old-tr", started_ms=ten_days_ago)])
+    short_store = RedisStore(redis_client, keys, retention_days=7)
+    result = await short_store.merge_feedback(feedback("old-tr", user_feedback="negative"))
+    assert result.status in ("applied", "replaced")

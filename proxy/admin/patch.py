@@ -22,6 +22,8 @@ from proxy.feedback_service import feedback_record
 from proxy.trace_context import TRACE_ID_PATTERN
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_TAGS = 64  # as for every other way in; each tag is one index key
+MAX_ATTRIBUTES = 256
 _OPERATIONS = frozenset({"create", "delete"})
 
 
@@ -40,6 +42,10 @@ def parse_patch(body: Any, rules: FeedbackRules) -> Patch:
     patch = Patch()
     _read_attributes(body.get("attributes", {}), patch)
     _read_tags(body.get("tags", []), patch)
+    if len(patch.tags) + len(patch.delete_tags) > MAX_TAGS:
+        raise BadRequest(f"tags: at most {MAX_TAGS} per request", code="invalid_body")
+    if len(patch.attributes) + len(patch.delete_attributes) > MAX_ATTRIBUTES:
+        raise BadRequest(f"attributes: at most {MAX_ATTRIBUTES} per request", code="invalid_body")
     patch.attributes = validate_attributes(patch.attributes, rules, datetime.now(UTC), "attributes")
     if not (patch.attributes or patch.tags or patch.delete_attributes or patch.delete_tags):
         raise BadRequest("body: nothing to change", code="invalid_body")

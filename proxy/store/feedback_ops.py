@@ -50,7 +50,7 @@ def merge_args(
         record["trace_id"], record["event_key"], orjson.dumps(event), now_ms, retention_s,
         max_events, event.get("span_id") or "", orjson.dumps(vote) if vote else "",
         len(attrs), len(event["tags"]), len(deleted_attrs), len(deleted_tags),
-        len(indexes), keys.index("annotation", ""),
+        len(indexes), keys.index("annotation", ""), event["received_at"],
     ]  # fmt: skip
     for key, value in attrs.items():
         args += [key, orjson.dumps(value)]
@@ -63,7 +63,7 @@ def parse_result(raw: list[Any]) -> MergeResult:
         return MergeResult(status="full")
     return MergeResult(
         status={1: "applied", 2: "replaced", 3: "duplicate"}[code],
-        created_ms=int(raw[1]),
+        created_ms=int(raw[1] or 0),
         annotation_status=raw[2].decode() if raw[2] else None,
         previous=orjson.loads(raw[3]) if raw[3] else None,
         indexes=tuple(name.decode() for name in raw[4:]),

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from proxy.records import assemble_trace, iso_from_ms
 from proxy.settings import ReviewRule
@@ -97,6 +97,10 @@ class RedisStore:
                 self._shas.clear()
                 self._registered.clear()
                 return await operation(records)
+        except ResponseError as exc:
+            if "script" in str(exc).lower():
+                raise  # the script refused these records: a retry would fail the same way
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -175,8 +179,8 @@ class RedisStore:
         reviews: list[tuple[str, str]] = []
         scored: list[tuple[str, int, list[str]]] = []
         for record, result in zip(records, results, strict=True):
-            if result.status in ("full", "duplicate"):
-                continue
+            if result.status == "full" or not result.created_ms:
+                continue  # a replay ("duplicate") redoes this step: it may be what failed
             scored.append((record["trace_id"], result.created_ms, list(result.indexes)))
             pipe.xadd(self._keys.events, _feedback_entry(record),
                       maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip

@@ -23,9 +23,9 @@ not a rescan, and every match is returned once: new traces have newer scores and
 the cursor, and a trace that joins the cursor's own millisecond ahead of it is skipped.
 
 Order and the ``since``/``until`` walk bounds use the driver's scores; ``since``/``until`` are
-checked again on the record's ``created_ms``. The two agree when an index entry was written
-with the trace's creation time; an entry scored later (a later span's own dimension, feedback
-merged before the first span) sorts later than its trace and can fall outside ``until``.
+checked again on the record's ``created_ms``. The two agree: every index scores a trace by its
+creation time (the store re-scores all of a trace's indexes when a span moves it back; see
+docs/storage.md).
 """
 
 from __future__ import annotations

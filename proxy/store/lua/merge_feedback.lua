@@ -4,22 +4,46 @@
 --       8 span feedback hash ("a\31<span>\31<key>" -> JSON value, "t\31<span>\31<tag>" -> 1),
 --       9 the trace's set of index key names
 -- ARGV: 1 trace_id, 2 event key, 3 event JSON, 4 now_ms, 5 retention_seconds,
---       6 max events, 7 target span_id ('' = the trace), 8 user_feedback JSON ('' = none),
+--       6 max events (0 = no cap: a replay of feedback already answered "queued"),
+--       7 target span_id ('' = the trace), 8 user_feedback JSON ('' = none),
 --       9 N attribute pairs, 10 M tags, 11 D deleted attribute keys, 12 E deleted tags,
---       13 I index key names, 14 the annotation index name prefix,
+--       13 I index key names, 14 the annotation index name prefix, 15 the event's received_at,
 --       then N key / JSON value pairs, M tags, D keys, E tags, I index key names.
---       ARGV[6] = 0 means no cap (a replay of feedback already answered "queued").
 -- Returns {status, created_ms, annotation_status, previous event JSON or false, index key
--- names to score at created_ms...}; status is
--- 1 (new event), 2 (same event key, new content: replaced), 3 (the very same event again:
--- a replay, nothing changed) or -1 (history full: nothing changed).
+-- names to score at created_ms...}; status is 1 (new event), 2 (same event key, newer
+-- content: replaced), 3 (the same event again, or an older one than stored: nothing changed,
+-- but the index names come back so a replay can finish a step that failed) or -1 (history
+-- full: nothing changed).
 local trace, attrs, tags = KEYS[1], KEYS[3], KEYS[4]
-local events, order, span_fb = KEYS[6], KEYS[7], KEYS[8]
+local events, order, span_fb, indexes = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local key, span = ARGV[2], ARGV[7]
+local n, m, d, e = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local first_name = 16 + 2 * n + m + d + e
+local names = {}
+for i = first_name, first_name + tonumber(ARGV[13]) - 1 do names[#names + 1] = ARGV[i] end
+
+local function finish(status, previous)
+  local created = redis.call('HGET', trace, 'created_ms')
+  local annotation = redis.call('HGET', trace, 'annotation_status')
+  if annotation then names[#names + 1] = ARGV[14] .. annotation end
+  for i = 1, #names, 500 do  -- SADD in chunks: unpack has a stack limit
+    redis.call('SADD', indexes, unpack(names, i, math.min(i + 499, #names)))
+  end
+  if created then
+    local expire_at = math.floor(tonumber(created) / 1000) + tonumber(ARGV[5])
+    for _, k in ipairs(KEYS) do redis.call('EXPIREAT', k, expire_at) end
+  end
+  local result = {status, created or 0, annotation or false, previous or false}
+  for _, name in ipairs(names) do result[#result + 1] = name end
+  return result
+end
+
 local previous = redis.call('HGET', events, key)
 if previous == ARGV[3] then
-  return {3, redis.call('HGET', trace, 'created_ms'),
-          redis.call('HGET', trace, 'annotation_status'), false}
+  return finish(3, false)
+end
+if previous and cjson.decode(previous).received_at > ARGV[15] then
+  return finish(3, false)  -- a stored newer version of this event wins over a late older one
 end
 if not previous then
   local cap = tonumber(ARGV[6])
@@ -48,42 +72,25 @@ local function del_tag(t)
   else redis.call('HDEL', span_fb, 't\31' .. span .. '\31' .. t) end
 end
 
-local n, m, d, e = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local i = 15
+local i = 16
 for _ = 1, n do set_attr(ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, m do add_tag(ARGV[i]); i = i + 1 end
 for _ = 1, d do del_attr(ARGV[i]); i = i + 1 end
 for _ = 1, e do del_tag(ARGV[i]); i = i + 1 end
-local names = {}
-for _ = 1, tonumber(ARGV[13]) do names[#names + 1] = ARGV[i]; i = i + 1 end
 
 -- The thumbs tag follows the current vote: a changed vote moves the tag, never doubles it.
 if ARGV[8] == '"negative"' then
   add_tag('thumbs-down'); del_tag('thumbs-up')
+  redis.call('HSETNX', trace, 'annotation_status', 'empty')
 elseif ARGV[8] == '"positive"' then
   add_tag('thumbs-up'); del_tag('thumbs-down')
 end
-if ARGV[8] == '"negative"' then
-  redis.call('HSETNX', trace, 'annotation_status', 'empty')
-end
 
-local now = tonumber(ARGV[4])
 redis.call('HSET', trace, 'trace_id', ARGV[1])
 redis.call('HSETNX', trace, 'created_ms', ARGV[4])
 local updated = tonumber(redis.call('HGET', trace, 'updated_ms'))
-if updated == nil or now > updated then
+if updated == nil or tonumber(ARGV[4]) > updated then
   redis.call('HSET', trace, 'updated_ms', ARGV[4])
 end
-local created = tonumber(redis.call('HGET', trace, 'created_ms'))
-local expire_at = math.floor(created / 1000) + tonumber(ARGV[5])
-for _, k in ipairs(KEYS) do
-  redis.call('EXPIREAT', k, expire_at)
-end
-local annotation = redis.call('HGET', trace, 'annotation_status')
-if annotation then names[#names + 1] = ARGV[14] .. annotation end
-if #names > 0 then redis.call('SADD', KEYS[9], unpack(names)) end
-local status = 1
-if previous then status = 2 end
-local result = {status, redis.call('HGET', trace, 'created_ms'), annotation, previous or false}
-for _, name in ipairs(names) do result[#result + 1] = name end
-return result
+if previous then return finish(2, previous) end
+return finish(1, false)

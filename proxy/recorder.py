@@ -69,7 +69,8 @@ class Recorder:
         self.upstream, self.method, self.path = upstream, method, path
         self.started_at = started_at
         self.started_wall = time.time() - (time.perf_counter() - started_at)
-        self._parser: EndpointParser | None = parser_for(method, path)
+        # With recording off there is nothing to parse: only sizes and timing are kept.
+        self._parser: EndpointParser | None = parser_for(method, path) if capture.record else None
         self._request = bytearray()
         self._request_size = 0
         self._response: ResponseParser | None = None
@@ -82,7 +83,7 @@ class Recorder:
 
     def request_body(self, chunk: bytes) -> None:
         self._request_size += len(chunk)
-        if len(self._request) + len(chunk) <= PARSE_CAP:
+        if self._capture.record and len(self._request) + len(chunk) <= PARSE_CAP:
             self._request += chunk
 
     def response_started(self, content_type: str, content_encoding: str) -> None:

@@ -12,6 +12,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.admin.common import ADMIN_STATE, error_response, json_response
+from proxy.admin.datasets import (
+    add_rows,
+    delete_dataset,
+    delete_row,
+    list_datasets,
+    list_rows,
+    patch_row,
+)
 from proxy.admin.patch import patch_span, patch_trace
 from proxy.admin.trace_list import list_traces
 from proxy.admin.traces import get_trace
@@ -30,6 +38,12 @@ def create_admin_app(state: ProxyState) -> web.Application:
     app.router.add_get("/api/traces/{trace_id}", get_trace)
     app.router.add_patch("/api/traces/{trace_id}", patch_trace)
     app.router.add_patch("/api/traces/{trace_id}/spans/{span_id}", patch_span)
+    app.router.add_get("/api/datasets", list_datasets)
+    app.router.add_post("/api/datasets/{name}/rows", add_rows)
+    app.router.add_get("/api/datasets/{name}/rows", list_rows)
+    app.router.add_patch("/api/datasets/{name}/rows/{row_id}", patch_row)
+    app.router.add_delete("/api/datasets/{name}/rows/{row_id}", delete_row)
+    app.router.add_delete("/api/datasets/{name}", delete_dataset)
     return app
 
 

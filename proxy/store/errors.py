@@ -7,3 +7,8 @@ class StoreUnavailable(Exception):
     The writer answers it by spooling; the admin API by 503. Raised only by the store, which
     translates redis-py's exceptions in one place.
     """
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The one translation of a Redis client failure (``raise unavailable(exc) from exc``)."""
+    return StoreUnavailable(f"{type(exc).__name__}: {exc}")

@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from proxy.records import assemble_trace, iso_from_ms
 from proxy.settings import ReviewRule
-from proxy.store.errors import StoreUnavailable
+from proxy.store.errors import unavailable
 from proxy.store.feedback_ops import (
     MergeResult,
     matching_rules,
@@ -100,9 +100,9 @@ class RedisStore:
         except ResponseError as exc:
             if "script" in str(exc).lower():
                 raise  # the script refused these records: a retry would fail the same way
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise unavailable(exc) from exc
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise unavailable(exc) from exc
 
     async def _sha(self, name: str) -> str:
         if name not in self._shas:
@@ -266,7 +266,7 @@ class RedisStore:
         try:
             trace, spans, attrs, tags, models, events, order, span_fb = await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise unavailable(exc) from exc
         if not trace:
             return None
         raw = {

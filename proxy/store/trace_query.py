@@ -42,7 +42,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from proxy.records import iso_from_ms
-from proxy.store.errors import StoreUnavailable
+from proxy.store.errors import unavailable
 from proxy.store.keys import Keys
 
 MAX_LIMIT = 500
@@ -337,7 +337,7 @@ class TraceQuery:
             walk = _Walk(self, query, driver, limit, self._upstream_index(query, driver))
             return await walk.run(start_position(query, cursor))
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise unavailable(exc) from exc
 
     def _upstream_index(self, query: TraceFilter, driver: str) -> str | None:
         """Upstreams live only in span JSON, so the upstream filter is checked by membership of

@@ -126,6 +126,22 @@ def _schemas() -> dict[str, Any]:
     string_or_null = {"type": ["string", "null"]}
     attributes = {"type": "object", "additionalProperties": True}
     tags = {"type": "array", "items": {"type": "string"}}
+    summary = {  # a trace in a list; the full trace adds its feedback history and spans
+        "trace_id": {"type": "string"},
+        "name": string_or_null,
+        "session_id": string_or_null,
+        "user_id": string_or_null,
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "attributes": attributes,
+        "tags": tags,
+        "annotation_status": {
+            "type": ["string", "null"],
+            "enum": [*_ANNOTATION_STATUSES, None],
+        },
+        "span_count": {"type": "integer", "minimum": 0},
+        "models": {"type": "array", "items": {"type": "string"}},
+    }
     operation_attr = {
         "type": "object",
         "required": ["operation", "key"],
@@ -221,40 +237,14 @@ def _schemas() -> dict[str, Any]:
         "TraceSummary": {
             "type": "object",
             "required": ["trace_id", "created_at", "updated_at", "span_count", "models"],
-            "properties": {
-                "trace_id": {"type": "string"},
-                "name": string_or_null,
-                "session_id": string_or_null,
-                "user_id": string_or_null,
-                "created_at": {"type": "string", "format": "date-time"},
-                "updated_at": {"type": "string", "format": "date-time"},
-                "attributes": attributes,
-                "tags": tags,
-                "annotation_status": {
-                    "type": ["string", "null"],
-                    "enum": [*_ANNOTATION_STATUSES, None],
-                },
-                "span_count": {"type": "integer", "minimum": 0},
-                "models": {"type": "array", "items": {"type": "string"}},
-            },
+            "properties": summary,
         },
         "Trace": {
             "type": "object",
             "description": "A trace with all its spans and feedback history (SPEC §5).",
             "required": ["trace_id", "created_at", "updated_at", "spans", "feedback"],
             "properties": {
-                "trace_id": {"type": "string"},
-                "name": string_or_null,
-                "session_id": string_or_null,
-                "user_id": string_or_null,
-                "created_at": {"type": "string", "format": "date-time"},
-                "updated_at": {"type": "string", "format": "date-time"},
-                "attributes": attributes,
-                "tags": tags,
-                "annotation_status": {
-                    "type": ["string", "null"],
-                    "enum": [*_ANNOTATION_STATUSES, None],
-                },
+                **summary,
                 "feedback": {"type": "array", "items": _ref("FeedbackEvent")},
                 "spans": {"type": "array", "items": _ref("Span")},
             },

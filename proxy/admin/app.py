@@ -22,6 +22,7 @@ from proxy.admin.datasets import (
 )
 from proxy.admin.openapi import openapi_json
 from proxy.admin.patch import patch_span, patch_trace
+from proxy.admin.stats import feedback_stats
 from proxy.admin.trace_list import list_traces
 from proxy.admin.traces import get_trace
 from proxy.state import ProxyState
@@ -46,6 +47,7 @@ def create_admin_app(state: ProxyState) -> web.Application:
     app.router.add_patch("/api/datasets/{name}/rows/{row_id}", patch_row)
     app.router.add_delete("/api/datasets/{name}/rows/{row_id}", delete_row)
     app.router.add_delete("/api/datasets/{name}", delete_dataset)
+    app.router.add_get("/api/stats/feedback", feedback_stats)
     return app
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from proxy import __version__
 from proxy.admin import datasets, patch, trace_list
 from proxy.admin.common import json_response
+from proxy.store.stats import GROUP_DIMENSIONS
 from proxy.store.trace_query import DEFAULT_LIMIT, MAX_LIMIT
 
 _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
@@ -381,6 +382,40 @@ def _schemas() -> dict[str, Any]:
                 "annotation_status": _ref("AnnotationStatus"),
             },
         },
+        "FeedbackStats": {
+            "type": "object",
+            "required": ["bucket", "group_by", "since", "until", "buckets"],
+            "properties": {
+                "bucket": {"type": "string", "enum": ["hour", "day"]},
+                "group_by": {"type": ["string", "null"], "enum": [*GROUP_DIMENSIONS, None]},
+                "since": {"type": "string", "format": "date-time"},
+                "until": {"type": "string", "format": "date-time"},
+                "buckets": {"type": "array", "items": _ref("StatsBucket")},
+            },
+        },
+        "StatsBucket": {
+            "type": "object",
+            "description": "Ungrouped: every bucket of the range; grouped: the groups with "
+            "traces or feedback in it (and a model or upstream property naming the group).",
+            "required": [
+                "bucket_start",
+                "traces",
+                "positive",
+                "negative",
+                "rating_count",
+                "rating_average",
+            ],
+            "properties": {
+                "bucket_start": {"type": "string", "format": "date-time"},
+                "model": {"type": "string"},
+                "upstream": {"type": "string"},
+                "traces": {"type": "integer", "description": "Traces created in the bucket."},
+                "positive": {"type": "integer", "description": "Of those, voted positive now."},
+                "negative": {"type": "integer", "description": "Of those, voted negative now."},
+                "rating_count": {"type": "integer"},
+                "rating_average": {"type": ["number", "null"]},
+            },
+        },
         "RowDeleted": {
             "type": "object",
             "required": ["dataset", "row_id", "deleted"],
@@ -576,7 +611,27 @@ def _paths() -> dict[str, Any]:
                 tag="datasets",
             ),
         },
+        "/api/stats/feedback": {
+            "get": _op(
+                "Traces, votes and ratings per UTC hour or day, overall or per model/upstream.",
+                _json(_ref("FeedbackStats"), "One row per bucket (and group)."),
+                ("400", "401", "503"),
+                _stats_params(),
+                tag="stats",
+            )
+        },
     }
+
+
+def _stats_params() -> list[dict[str, Any]]:
+    return [
+        _query("bucket", {"type": "string", "enum": ["hour", "day"], "default": "day"}, "UTC."),
+        _query("since", {"type": "string"}, "Default: 24 h (hour) or 30 days (day) before "
+               "until. " + _TIME_DESCRIPTION),
+        _query("until", {"type": "string"}, "Default: now. " + _TIME_DESCRIPTION),
+        _query("group_by", {"type": "string", "enum": list(GROUP_DIMENSIONS)},
+               "One row per value of the dimension; a trace counts under each it used."),
+    ]  # fmt: skip
 
 
 def openapi_document() -> dict[str, Any]:

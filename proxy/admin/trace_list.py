@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -92,9 +92,7 @@ def parse_trace_list(params: Mapping[str, Sequence[str]]) -> TraceListRequest:
 
 
 def _checked(filters: TraceFilter, params: Mapping[str, Sequence[str]]) -> TraceFilter:
-    """Rules across parameters; a bare-date ``until`` runs to the end of its day."""
-    if "until" in params and _DATE.fullmatch(params["until"][0].strip()):
-        filters = replace(filters, until_ms=(filters.until_ms or 0) + _DAY_MS - 1)
+    """Rules across parameters."""
     low, high = filters.rating_min, filters.rating_max
     if low is not None and high is not None and low > high:
         raise InvalidParameter("rating_max", "must not be below rating_min")
@@ -141,17 +139,25 @@ def _boolean(value: str) -> bool:
     return _BOOLEANS[token]
 
 
-def _moment(param: str) -> Callable[[str], float]:
+def moment(param: str) -> Callable[[str], float]:
+    """Parser of a time parameter, to epoch ms (see the module docstring for the forms)."""
+
     def parse(value: str) -> float:
         text = _SPACED_OFFSET.sub(r"+\1", value.strip())
         if _EPOCH_MS.fullmatch(text):
             return float(int(text))
-        moment = _iso(text)
-        if moment is None:
+        parsed = _iso(text)
+        if parsed is None:
             raise InvalidParameter(param, _TIME_RULE)
-        return moment.timestamp() * 1000
+        return parsed.timestamp() * 1000
 
     return parse
+
+
+def until_moment(value: str) -> float:
+    """``until`` is inclusive: a bare date runs to the last millisecond of its day."""
+    parsed = moment("until")(value)
+    return parsed + _DAY_MS - 1 if _DATE.fullmatch(value.strip()) else parsed
 
 
 def _iso(text: str) -> datetime | None:
@@ -198,8 +204,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "upstream": ("upstream", _text("upstream", 128)),
     "session_id": ("session_id", _text("session_id", 128)),
     "user_id": ("user_id", _text("user_id", 128)),
-    "since": ("since_ms", _moment("since")),
-    "until": ("until_ms", _moment("until")),
+    "since": ("since_ms", moment("since")),
+    "until": ("until_ms", until_moment),
     "limit": ("limit", _limit),
     "cursor": ("cursor", _cursor),
 }

@@ -9,7 +9,6 @@ query checks every index hit against the record, so a stale entry never shows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -18,7 +17,6 @@ from proxy.records import rule_matches
 from proxy.settings import ReviewRule
 from proxy.store.keys import Keys
 
-MERGE_FEEDBACK = resources.files("proxy.store").joinpath("lua/merge_feedback.lua").read_text()
 # Trace-level attributes that get an index of their own (dimension name, attribute key).
 INDEXED_ATTRIBUTES = (
     ("feedback", "user_feedback"),
@@ -35,6 +33,7 @@ class MergeResult:
     annotation_status: str | None = None
     previous: dict[str, Any] | None = None  # the event this one replaced
     indexes: tuple[str, ...] = ()  # index keys that must list the trace at created_ms
+    stats: bytes | None = None  # the trace's stats state, when the counters must follow
 
 
 def merge_args(
@@ -51,6 +50,7 @@ def merge_args(
         max_events, event.get("span_id") or "", orjson.dumps(vote) if vote else "",
         len(attrs), len(event["tags"]), len(deleted_attrs), len(deleted_tags),
         len(indexes), keys.index("annotation", ""), event["received_at"],
+        keys.index("upstream", ""),
     ]  # fmt: skip
     for key, value in attrs.items():
         args += [key, orjson.dumps(value)]
@@ -66,7 +66,8 @@ def parse_result(raw: list[Any]) -> MergeResult:
         created_ms=int(raw[1] or 0),
         annotation_status=raw[2].decode() if raw[2] else None,
         previous=orjson.loads(raw[3]) if raw[3] else None,
-        indexes=tuple(name.decode() for name in raw[4:]),
+        stats=raw[4] or None,
+        indexes=tuple(name.decode() for name in raw[5:]),
     )
 
 

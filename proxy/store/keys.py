@@ -81,6 +81,18 @@ class Keys:
         """Set of dataset names."""
         return f"{self.prefix}:datasets"
 
+    def stats_counts(self, hour_ms: int) -> str:
+        """Hash: "<dim>\\x1f<value>\\x1f<metric>" -> count, for traces created in that hour."""
+        return f"{self.prefix}:stats:{{h{hour_ms}}}:counts"
+
+    def stats_contributions(self, hour_ms: int) -> str:
+        """Hash: trace_id -> the stats state last counted for it (moves a changed vote)."""
+        return f"{self.prefix}:stats:{{h{hour_ms}}}:traces"
+
+    def dimension_values(self, dimension: str) -> str:
+        """Set of the values a dimension's indexes have (the groups of the stats)."""
+        return f"{self.prefix}:dims:{dimension}"
+
     @property
     def events(self) -> str:
         """Capped stream of finished spans (and feedback events) for other consumers."""

@@ -29,12 +29,20 @@ from proxy.store.feedback_ops import (
     review_row,
 )
 from proxy.store.keys import Keys
+from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 
 EVENTS_MAXLEN = 100_000
 REGISTRY_CACHE = 50_000
+
+
+def _lua(name: str) -> str:
+    return resources.files("proxy.store").joinpath(f"lua/{name}.lua").read_text()
+
+
 _SCRIPTS = {
-    name: resources.files("proxy.store").joinpath(f"lua/{name}.lua").read_text()
-    for name in ("record_span", "merge_feedback")
+    "record_span": _lua("stats_state") + _lua("record_span"),
+    "merge_feedback": _lua("stats_state") + _lua("merge_feedback"),
+    "stats_apply": _lua("stats_apply"),
 }
 
 
@@ -63,6 +71,7 @@ class RedisStore:
         self._max_events = max_feedback_events
         self._rules = review_rules
         self._shas: dict[str, str] = {}
+        self._upstream_prefix = keys.index("upstream", "")
         # Index keys this process has put in the registry, so each is sent once, not with every
         # span; cleared past REGISTRY_CACHE entries (sessions and users are many).
         self._registered: set[str] = set()
@@ -118,12 +127,13 @@ class RedisStore:
         for record in records:
             self._queue_span(pipe, sha, record, now_ms)
         replies = await pipe.execute()
-        await self._score_indexes(
-            [
-                (record["trace"]["trace_id"], int(reply[1]), [n.decode() for n in reply[2:]])
-                for record, reply in zip(records, replies[::2], strict=True)
-            ]
-        )
+        scored, states = [], []
+        for record, reply in zip(records, replies[::2], strict=True):
+            trace_id = record["trace"]["trace_id"]
+            scored.append((trace_id, int(reply[1]), [n.decode() for n in reply[3:]]))
+            if reply[2]:
+                states.append((trace_id, reply[2]))
+        await self._score_indexes(scored, await self._stats_pipe(states))
 
     async def _score_indexes(
         self, scored: list[tuple[str, int, list[str]]], pipe: Any = None
@@ -145,11 +155,29 @@ class RedisStore:
         new = [name for name in members if name not in self._registered]
         if new:
             pipe.sadd(self._keys.index_registry, *new)
+            self._note_dimension_values(pipe, new)
         if len(pipe):
             await pipe.execute()
         if len(self._registered) + len(new) > REGISTRY_CACHE:
             self._registered.clear()
         self._registered.update(new)
+
+    def _note_dimension_values(self, pipe: Any, names: list[str]) -> None:
+        """Model and upstream values get a set each: the groups the stats report."""
+        for dimension in GROUP_DIMENSIONS:
+            prefix = self._keys.index(dimension, "")
+            values = [name[len(prefix) :] for name in names if name.startswith(prefix)]
+            if values:
+                pipe.sadd(self._keys.dimension_values(dimension), *values)
+
+    async def _stats_pipe(self, states: list[tuple[str, bytes]]) -> Any:
+        """A pipeline holding the stats moves of these (trace_id, stats state) pairs."""
+        pipe = self._client.pipeline(transaction=False)
+        if states:
+            sha = await self._sha("stats_apply")
+            for trace_id, state in states:
+                queue_stats(pipe, sha, self._keys, trace_id, state, self._retention_s)
+        return pipe
 
     async def _replay_all(self, records: Sequence[dict[str, Any]]) -> list[MergeResult]:
         """Feedback that waited in the queue or spool: its client was told "queued", so it is
@@ -174,8 +202,10 @@ class RedisStore:
     async def _after_merge(
         self, records: Sequence[dict[str, Any]], results: list[MergeResult]
     ) -> None:
-        """Index upkeep, the event stream and review-queue rows (all idempotent)."""
-        pipe = self._client.pipeline(transaction=False)
+        """Index upkeep, stats, the event stream and review-queue rows (all idempotent)."""
+        pairs = zip(records, results, strict=True)
+        states = [(record["trace_id"], merged.stats) for record, merged in pairs if merged.stats]
+        pipe = await self._stats_pipe(states)
         reviews: list[tuple[str, str]] = []
         scored: list[tuple[str, int, list[str]]] = []
         for record, result in zip(records, results, strict=True):
@@ -225,7 +255,7 @@ class RedisStore:
         args: list[Any] = [
             trace_id, span["span_id"], span_json, record["started_ms"], now_ms, self._retention_s,
             trace.get("name") or "", trace.get("session_id") or "", trace.get("user_id") or "",
-            span.get("model") or "", len(attrs), len(tags), len(indexes),
+            span.get("model") or "", len(attrs), len(tags), len(indexes), self._upstream_prefix,
         ]  # fmt: skip
         for key, value in attrs.items():
             args += [key, orjson.dumps(value)]

@@ -8,9 +8,10 @@
 --       7 target span_id ('' = the trace), 8 user_feedback JSON ('' = none),
 --       9 N attribute pairs, 10 M tags, 11 D deleted attribute keys, 12 E deleted tags,
 --       13 I index key names, 14 the annotation index name prefix, 15 the event's received_at,
+--       16 the upstream index name prefix,
 --       then N key / JSON value pairs, M tags, D keys, E tags, I index key names.
--- Returns {status, created_ms, annotation_status, previous event JSON or false, index key
--- names to score at created_ms...}; status is 1 (new event), 2 (same event key, newer
+-- Returns {status, created_ms, annotation_status, previous event JSON or false, stats state
+-- JSON or false (stats_state.lua), index key names to score at created_ms...}; status is 1 (new event), 2 (same event key, newer
 -- content: replaced), 3 (the same event again, or an older one than stored: nothing changed,
 -- but the index names come back so a replay can finish a step that failed) or -1 (history
 -- full: nothing changed).
@@ -18,7 +19,7 @@ local trace, attrs, tags = KEYS[1], KEYS[3], KEYS[4]
 local events, order, span_fb, indexes = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local key, span = ARGV[2], ARGV[7]
 local n, m, d, e = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local first_name = 16 + 2 * n + m + d + e
+local first_name = 17 + 2 * n + m + d + e
 local names = {}
 for i = first_name, first_name + tonumber(ARGV[13]) - 1 do names[#names + 1] = ARGV[i] end
 
@@ -33,7 +34,8 @@ local function finish(status, previous)
     local expire_at = math.floor(tonumber(created) / 1000) + tonumber(ARGV[5])
     for _, k in ipairs(KEYS) do redis.call('EXPIREAT', k, expire_at) end
   end
-  local result = {status, created or 0, annotation or false, previous or false}
+  local stats = stats_state(trace, attrs, KEYS[5], indexes, ARGV[16], status ~= 3, nil)
+  local result = {status, created or 0, annotation or false, previous or false, stats}
   for _, name in ipairs(names) do result[#result + 1] = name end
   return result
 end
@@ -48,7 +50,7 @@ end
 if not previous then
   local cap = tonumber(ARGV[6])
   if cap > 0 and redis.call('ZCARD', order) >= cap then
-    return {-1, 0, false, false}
+    return {-1, 0, false, false, false}
   end
   local seq = redis.call('HINCRBY', trace, 'feedback_seq', 1)
   redis.call('ZADD', order, seq, key)
@@ -72,7 +74,7 @@ local function del_tag(t)
   else redis.call('HDEL', span_fb, 't\31' .. span .. '\31' .. t) end
 end
 
-local i = 16
+local i = 17
 for _ = 1, n do set_attr(ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, m do add_tag(ARGV[i]); i = i + 1 end
 for _ = 1, d do del_attr(ARGV[i]); i = i + 1 end

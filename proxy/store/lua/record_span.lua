@@ -3,29 +3,32 @@
 --       6-8 (feedback keys, untouched here), 9 the trace's set of index key names
 -- ARGV: 1 trace_id, 2 span_id, 3 span JSON, 4 started_ms, 5 now_ms, 6 retention_seconds,
 --       7 name, 8 session_id, 9 user_id, 10 model, 11 number of attribute pairs N,
---       12 number of tags T, 13 number of index key names I, then N attribute key / JSON
---       value pairs, T tags, I index key names.
--- Returns {new, created_ms, index key names to score at created_ms...}: new is 1, or 0 for a
--- span already stored (a replay changes nothing but may re-score, which is idempotent). The
+--       12 number of tags T, 13 number of index key names I, 14 the upstream index name
+--       prefix, then N attribute key / JSON value pairs, T tags, I index key names.
+-- Returns {new, created_ms, stats state JSON or false, index key names to score at
+-- created_ms...}: new is 1, or 0 for a span already stored (a replay changes nothing but may
+-- re-score, which is idempotent). The stats state (stats_state.lua) comes back when the trace
+-- has feedback and this span put it in a new index (a model or upstream to count it under) or
+-- moved its creation time (to another hour's counters); a replay returns it unchanged. The
 -- names are this span's indexes, or every index of the trace when this span moved the
 -- trace's creation time back, so that every index scores the trace by its creation time.
 local trace, spans, attrs, tags, models, indexes =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[9]
 local n, t, m = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local first_index = 14 + 2 * n + t
+local first_index = 15 + 2 * n + t
 local own = {}
 for i = first_index, first_index + m - 1 do own[#own + 1] = ARGV[i] end
 
 if redis.call('HSETNX', spans, ARGV[2], ARGV[3]) == 0 then
   local known = redis.call('HGET', trace, 'created_ms')
-  if not known then return {0, 0} end
-  local result = {0, known}
+  if not known then return {0, 0, false} end
+  local result = {0, known, stats_state(trace, attrs, models, indexes, ARGV[14], false, nil)}
   for _, k in ipairs(own) do result[#result + 1] = k end
   return result
 end
 local started, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local created = tonumber(redis.call('HGET', trace, 'created_ms'))
-local moved_back = false
+local moved_back, previous_created = false, created
 if created == nil or started < created then
   moved_back = created ~= nil
   created = started
@@ -45,16 +48,22 @@ end
 if ARGV[10] ~= '' then
   redis.call('SADD', models, ARGV[10])
 end
-local i = 14
+local i = 15
 for _ = 1, n do redis.call('HSET', attrs, ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, t do redis.call('SADD', tags, ARGV[i]); i = i + 1 end
-if m > 0 then redis.call('SADD', indexes, unpack(own)) end
+local new_indexes = 0
+if m > 0 then new_indexes = redis.call('SADD', indexes, unpack(own)) end
 
 local expire_at = math.floor(created / 1000) + tonumber(ARGV[6])
 for _, key in ipairs(KEYS) do
   redis.call('EXPIREAT', key, expire_at)
 end
-local result = {1, created}  -- the keys may already be gone if created is past retention
+local stats = false
+if moved_back or new_indexes > 0 then
+  stats = stats_state(trace, attrs, models, indexes, ARGV[14], true,
+                      moved_back and previous_created or nil)
+end
+local result = {1, created, stats}  -- the keys may be gone already if created is past retention
 local names = own
 if moved_back then names = redis.call('SMEMBERS', indexes) end
 if moved_back and #names == 0 then names = own end

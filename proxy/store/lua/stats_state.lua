@@ -1,0 +1,27 @@
+-- Shared by record_span.lua and merge_feedback.lua (prepended when the scripts load).
+-- The trace's current contribution to the feedback stats, as JSON for stats_apply.lua, or
+-- false when the trace never had a vote or a rating (it contributes nothing but its count,
+-- which the indexes give). ``bump`` gives the state a new version: stats_apply.lua keeps the
+-- highest version it has seen, so replays and out-of-order applies never count twice.
+local function stats_state(trace, attrs, models, indexes, upstream_prefix, bump, previous_created)
+  local vote = redis.call('HGET', attrs, 'user_feedback')
+  local rating = redis.call('HGET', attrs, 'user_feedback_rating')
+  local version = redis.call('HGET', trace, 'stats_v')
+  if not vote and not rating and not version then return false end
+  if bump then version = redis.call('HINCRBY', trace, 'stats_v', 1) end
+  local upstreams = {}
+  for _, name in ipairs(redis.call('SMEMBERS', indexes)) do
+    if string.sub(name, 1, #upstream_prefix) == upstream_prefix then
+      upstreams[#upstreams + 1] = string.sub(name, #upstream_prefix + 1)
+    end
+  end
+  return cjson.encode({
+    v = tonumber(version) or 0,
+    c = tonumber(redis.call('HGET', trace, 'created_ms')) or 0,
+    from = previous_created or false,
+    vote = vote and cjson.decode(vote) or false,
+    rating = rating and cjson.decode(rating) or false,
+    models = redis.call('SMEMBERS', models),
+    upstreams = upstreams,
+  })
+end

@@ -1,0 +1,213 @@
+"""Feedback stats on a real Redis: counters kept at merge time equal counts computed here."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from proxy.admin.stats import parse_stats_query
+from proxy.admin.trace_list import InvalidParameter
+from proxy.records import iso_from_ms
+from proxy.store.keys import Keys
+from proxy.store.redis_store import RedisStore
+from proxy.store.stats import HOUR_MS, FeedbackStats, StatsQuery
+from tests.conftest import StartProxy
+from tests.test_feedback_store import feedback
+from tests.test_store import span_record
+from tests.test_trace_query import Fixture, feedback_of, plan_traces, spans_of
+
+DAY_MS = 24 * HOUR_MS
+# Three UTC days back, so the fixture spans day and hour buckets without touching "now".
+BASE_MS = (int(time.time() * 1000) // DAY_MS - 3) * DAY_MS
+
+
+@pytest.fixture
+def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
+    return RedisStore(redis_client, keys, retention_days=30)
+
+
+@pytest.fixture
+def stats(redis_client: aioredis.Redis, keys: Keys) -> FeedbackStats:
+    return FeedbackStats(redis_client, keys)
+
+
+@pytest.fixture
+async def traces(store: RedisStore) -> Fixture:
+    """200 traces over three days (every 20 minutes or so) with random spans and feedback,
+    votes changed through feedback_id among them; written through the store."""
+    rng = random.Random(11)
+    plan = plan_traces(rng, 200, BASE_MS)
+    for p in plan:
+        p.created_ms = BASE_MS + rng.randrange(3 * DAY_MS)
+    await store.write_batch([r for p in plan for r in spans_of(rng, p)])
+    await store.write_batch([r for p in plan for r in feedback_of(rng, p)])
+    return plan
+
+
+def expected(plan: Fixture, step: int, group_by: str | None) -> dict[tuple[int, str], list[Any]]:
+    """(bucket start, group) -> [traces, positive, negative, ratings], computed from the plan."""
+    rows: dict[tuple[int, str], list[Any]] = defaultdict(lambda: [0, 0, 0, []])
+    for p in plan:
+        groups = {"": [""], "model": p.models, "upstream": p.upstreams}[group_by or ""]
+        for group in groups:
+            row = rows[p.created_ms - p.created_ms % step, group]
+            row[0] += 1
+            vote = p.attributes.get("user_feedback")
+            row[1] += vote == "positive"
+            row[2] += vote == "negative"
+            if "user_feedback_rating" in p.attributes:
+                row[3].append(p.attributes["user_feedback_rating"])
+    return rows
+
+
+def as_expected(rows: list[dict[str, Any]], group_by: str | None) -> dict[Any, list[Any]]:
+    """The answer's rows in the shape of expected() (ratings as count and average)."""
+    return {
+        (row["bucket_start"], row.get(group_by, "") if group_by else ""): [
+            row["traces"], row["positive"], row["negative"], row["rating_count"],
+            row["rating_average"],
+        ]
+        for row in rows
+    }  # fmt: skip
+
+
+def summarised(rows: dict[tuple[int, str], list[Any]]) -> dict[Any, list[Any]]:
+    return {
+        (iso_from_ms(start), group): [
+            traces, positive, negative, len(ratings),
+            round(sum(ratings) / len(ratings), 4) if ratings else None,
+        ]
+        for (start, group), (traces, positive, negative, ratings) in rows.items()
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("bucket", ["day", "hour"])
+@pytest.mark.parametrize("group_by", [None, "model", "upstream"])
+async def test_stats_equal_counts_computed_from_the_traces(
+    traces: Fixture, stats: FeedbackStats, bucket: str, group_by: str | None
+) -> None:
+    """Per bucket (and model or upstream): traces, votes as they are now, rating count and
+    average, exactly as computed from what was written."""
+    query = StatsQuery(bucket, BASE_MS, BASE_MS + 3 * DAY_MS - 1, group_by)
+    rows = await stats.query(query)
+    want = summarised(expected(traces, {"day": DAY_MS, "hour": HOUR_MS}[bucket], group_by))
+    got = as_expected(rows, group_by)
+    if group_by is None:  # every bucket is listed, zeros included
+        assert len(rows) == len(query.starts())
+        got = {key: value for key, value in got.items() if value[0]}
+    assert got == want
+    assert sum(value[1] for value in want.values()) > 0
+    assert sum(v[2] for v in want.values()) > 0
+
+
+async def test_a_changed_vote_moves_its_count(store: RedisStore, stats: FeedbackStats) -> None:
+    """negative then positive under one feedback_id: one positive, no negative; a replay of
+    the older event and of the newer one changes nothing."""
+    await store.write_batch([span_record("tr-v", started_ms=BASE_MS)])
+    first = feedback("tr-v", "vote", user_feedback="negative", user_feedback_rating=1)
+    second = feedback("tr-v", "vote", user_feedback="positive", user_feedback_rating=4)
+    for record in (first, second, first, second):
+        await store.write_batch([record])
+    rows = await stats.query(StatsQuery("day", BASE_MS, BASE_MS, None))
+    assert as_expected(rows, None) == {(iso_from_ms(BASE_MS), ""): [1, 1, 0, 1, 4.0]}
+
+
+async def test_feedback_before_spans_counts_under_the_model_that_comes_later(
+    store: RedisStore, stats: FeedbackStats
+) -> None:
+    """Feedback that arrives before the trace's first span is counted once the span names
+    its model and upstream, and in the hour the span moved the trace's creation to."""
+    await store.write_batch([feedback("tr-early", user_feedback="negative")])
+    await store.write_batch([span_record("tr-early", started_ms=BASE_MS)])
+    query = StatsQuery("hour", BASE_MS, BASE_MS + 3 * HOUR_MS, "model")
+    assert as_expected(await stats.query(query), "model") == {
+        (iso_from_ms(BASE_MS), "gpt-4o-mini"): [1, 0, 1, 0, None]
+    }
+    now_hour = await stats.query(StatsQuery("hour", BASE_MS, int(time.time() * 1000), None))
+    assert sum(row["negative"] for row in now_hour) == 1  # not also in the feedback's hour
+
+
+async def test_a_removed_rating_leaves_the_counters(
+    store: RedisStore, stats: FeedbackStats
+) -> None:
+    await store.write_batch([span_record("tr-r", started_ms=BASE_MS)])
+    await store.write_batch([feedback("tr-r", user_feedback_rating=2)])
+    removal = feedback("tr-r", user_feedback_comment="changed my mind")
+    removal["delete_attributes"] = ["user_feedback_rating"]
+    await store.write_batch([removal])
+    rows = await stats.query(StatsQuery("day", BASE_MS, BASE_MS, None))
+    assert as_expected(rows, None) == {(iso_from_ms(BASE_MS), ""): [1, 0, 0, 0, None]}
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"bucket": ["week"]}, "bucket"),
+        ({"group_by": ["user"]}, "group_by"),
+        ({"since": ["yesterday"]}, "since"),
+        ({"since": ["2026-11-02"], "until": ["2026-11-01"]}, "until"),
+        ({"since": ["0"]}, "since"),
+        ({"bucket": ["day", "hour"]}, "bucket"),
+        ({"model": ["gpt-4o"]}, "model"),
+    ],
+)
+def test_bad_parameters_name_themselves(params: dict[str, list[str]], param: str) -> None:
+    with pytest.raises(InvalidParameter) as error:
+        parse_stats_query(params, now_ms=int(time.time() * 1000))
+    assert error.value.message.startswith(f"{param}: ")
+
+
+def test_defaults_and_bare_dates() -> None:
+    now = 1_795_000_000_000
+    assert parse_stats_query({}, now) == StatsQuery("day", now - 30 * DAY_MS + 1, now, None)
+    hourly = parse_stats_query({"bucket": ["hour"], "group_by": ["model"]}, now)
+    assert hourly == StatsQuery("hour", now - DAY_MS + 1, now, "model")
+    day = parse_stats_query({"since": ["2026-11-01"], "until": ["2026-11-01"]}, now)
+    assert (day.since_ms, day.until_ms - day.since_ms) == (1_793_491_200_000, DAY_MS - 1)
+
+
+async def test_stats_through_the_proxy_follow_votes_sent_as_headers(
+    start: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    """Three traces through the proxy, two thumbs-down (one later changed to up) and a
+    rating: the admin API reports them per model."""
+    proxy = await start()
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    calls = [
+        ("tr-a", {}),
+        ("tr-a", {"X-Feedback": "negative", "X-Feedback-Id": "f1"}),
+        ("tr-b", {"X-Feedback": "negative", "X-Feedback-Rating": "2"}),
+        ("tr-c", {}),
+        ("tr-a", {"X-Feedback": "positive", "X-Feedback-Id": "f1"}),
+    ]
+    for trace_id, headers in calls:
+        async with http.post(
+            f"{proxy.url}/v1/chat/completions",
+            json=chat,
+            headers={"X-Trace-Id": trace_id, **headers},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            assert resp.headers.get("X-Feedback-Status", "applied") == "applied"
+    want = [3, 1, 1, 1, 2.0]
+    for _ in range(200):  # spans are written behind the responses: wait for all of them
+        async with http.get(
+            f"{proxy.admin_url}/api/stats/feedback", params={"group_by": "model"}
+        ) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        rows = [r for r in body["buckets"] if r["model"] == "gpt-4o-mini"]
+        got = [sum(r[k] for r in rows) for k in ("traces", "positive", "negative", "rating_count")]
+        if got == want[:4]:
+            break
+        await asyncio.sleep(0.02)
+    assert got == want[:4]
+    assert [r["rating_average"] for r in rows if r["rating_count"]] == [2.0]
+    assert body["group_by"] == "model"
+    assert body["bucket"] == "day"

@@ -12,8 +12,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.store.datasets import CSV_COLUMNS, chat_messages, csv_record, jsonl_line
+from proxy.store.datasets import chat_messages, csv_record, jsonl_line
 from proxy.store.keys import Keys
+from proxy.store.row_columns import csv_header
 from proxy.store.redis_store import RedisStore
 from tests.conftest import RunningProxy, StartProxy
 from tests.test_feedback_store import feedback
@@ -238,7 +239,7 @@ async def test_csv_export_round_trips_through_the_csv_module(
     content_type, text = await text_of(http, rows_url(admin), format="csv")
     assert content_type.startswith("text/csv")
     header, *records = list(csv.reader(io.StringIO(text, newline="")))
-    assert tuple(header) == CSV_COLUMNS
+    assert header == csv_header([])
     first = dict(zip(header, records[0], strict=True))
     assert first["output"] == TRICKY
     assert orjson.loads(first["annotation"]) == {"comment": TRICKY}
@@ -359,7 +360,7 @@ def test_export_shapes_of_a_row_without_capture() -> None:
     row = {"row_id": "t", "trace_id": "t", "input": None, "output": None, "feedback": {},
            "annotation_status": "empty", "annotation": None, "added_at": "x"}  # fmt: skip
     assert orjson.loads(jsonl_line(row))["messages"] == [{"role": "assistant", "content": ""}]
-    assert csv_record(row)[:4] == ["t", "t", "null", ""]
+    assert csv_record(row, csv_header([]))[:4] == ["t", "t", "null", ""]
 
 
 def test_chat_messages_reads_each_provider_input() -> None:

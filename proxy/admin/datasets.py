@@ -22,7 +22,6 @@ from proxy.admin.common import ADMIN_STATE, error_response, json_response
 from proxy.admin.trace_list import InvalidParameter, parse_trace_list
 from proxy.errors import BadRequest, NotFound, ProxyError
 from proxy.store.datasets import (
-    CSV_COLUMNS,
     DatasetStore,
     InvalidRowCursor,
     RowPosition,
@@ -31,6 +30,7 @@ from proxy.store.datasets import (
     jsonl_line,
 )
 from proxy.store.keys import Keys
+from proxy.store.row_columns import DEFAULT_COLUMNS, InvalidColumns, parse_columns
 from proxy.store.trace_query import MAX_LIMIT, TraceFilter, TraceQuery, decode_cursor
 from proxy.trace_context import TRACE_ID_PATTERN
 
@@ -100,13 +100,17 @@ async def add_rows(request: web.Request) -> web.Response:
     """Add one row per trace (by id or by filter); a trace already in the dataset is kept."""
     name = _name(request)
     body = await _json_body(request)
+    columns = _columns(body.pop("columns", None))
     if set(body) == {"trace_ids"}:
         trace_ids, truncated = parse_trace_ids(body["trace_ids"]), False
     elif set(body) == {"filter"}:
         trace_ids, truncated = await _matching(request, parse_filter(body["filter"]))
     else:
-        raise BadRequest("body: must be {trace_ids: [...]} or {filter: {...}}", code="invalid_body")
-    result = await _store(request).add_traces(name, trace_ids)
+        raise BadRequest(
+            "body: must be {trace_ids: [...]} or {filter: {...}}, and optionally columns",
+            code="invalid_body",
+        )
+    result = await _store(request).add_traces(name, trace_ids, columns)
     return json_response(
         {
             "dataset": name,
@@ -116,6 +120,15 @@ async def add_rows(request: web.Request) -> web.Response:
             "truncated": truncated,
         }
     )
+
+
+def _columns(value: Any) -> Mapping[str, str]:
+    if value is None:
+        return DEFAULT_COLUMNS
+    try:
+        return parse_columns(value)
+    except InvalidColumns as error:
+        raise BadRequest(str(error), code="invalid_body") from None
 
 
 def parse_trace_ids(value: Any) -> list[str]:
@@ -238,6 +251,7 @@ async def _export(
     request: web.Request, store: DatasetStore, name: str, status: str | None, form: str
 ) -> web.StreamResponse:
     """Stream every (matching) row in chunks of about FLUSH_BYTES."""
+    header = await store.csv_header(name) if form == "csv" else []
     response = web.StreamResponse(
         headers={
             "Content-Type": f"{_FORMATS[form]}; charset=utf-8",
@@ -248,11 +262,11 @@ async def _export(
     text = io.StringIO()
     writer = csv.writer(text)  # RFC 4180: quotes only where needed, CRLF line ends
     if form == "csv":
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(header)
     buffer = bytearray()
     async for _, row in store.walk(name, status):
         if form == "csv":
-            writer.writerow(csv_record(row))
+            writer.writerow(csv_record(row, header))
         else:
             buffer += jsonl_line(row)
         buffer += _drain(text)
@@ -276,12 +290,17 @@ def _drain(text: io.StringIO) -> bytes:
 
 @_errors_as_responses
 async def patch_row(request: web.Request) -> web.Response:
-    """Set the row's annotation and/or annotation_status; 404 when there is no such row."""
+    """Set the row's annotation and/or annotation_status; 404 when there is no such row.
+    A new annotation_status is also set on the trace, so ``GET /api/traces?annotation_status=``
+    shows the review's progress."""
     name, row_id = _name(request), _row_id(request)
     change = parse_row_patch(await _json_body(request))
     row = await _store(request).update_row(name, row_id, lambda row: {**row, **change})
     if row is None:
         raise NotFound(f"No row {row_id} in dataset {name}.", code="row_not_found")
+    if "annotation_status" in change:  # the trace follows its row (while it is kept)
+        state = request.app[ADMIN_STATE]
+        await state.store.set_annotation_status(row["trace_id"], change["annotation_status"])
     return json_response(row)
 
 

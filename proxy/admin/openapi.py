@@ -14,6 +14,7 @@ from aiohttp import web
 from proxy import __version__
 from proxy.admin import datasets, patch, trace_list
 from proxy.admin.common import json_response
+from proxy.store.row_columns import COLUMN_NAME, MAX_COLUMNS
 from proxy.store.stats import GROUP_DIMENSIONS
 from proxy.store.trace_query import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -163,6 +164,7 @@ def _schemas() -> dict[str, Any]:
     feedback_id = {"type": "string", "pattern": _ID_PATTERN}
     feedback_columns = {
         "type": "object",
+        "description": "The mapped columns (see ColumnMapping); by default these four.",
         "properties": {
             "user_feedback": {"type": ["string", "null"]},
             "user_feedback_category": {"type": ["string", "null"]},
@@ -322,14 +324,26 @@ def _schemas() -> dict[str, Any]:
                     "items": {"type": "string", "pattern": _ID_PATTERN},
                     "minItems": 1,
                     "maxItems": datasets.MAX_TRACES,
-                }
+                },
+                "columns": _ref("ColumnMapping"),
             },
+        },
+        "ColumnMapping": {
+            "type": "object",
+            "description": (
+                "Column name -> source: attributes.<key>, trace.<field> or "
+                "span.<field>[.<field>] (the last span). Default: the four feedback attributes."
+            ),
+            "minProperties": 1,
+            "maxProperties": MAX_COLUMNS,
+            "propertyNames": {"pattern": "^" + COLUMN_NAME.pattern + "$"},
+            "additionalProperties": {"type": "string"},
         },
         "AddRowsByFilter": {
             "type": "object",
             "required": ["filter"],
             "additionalProperties": False,
-            "properties": {"filter": _ref("TraceFilter")},
+            "properties": {"filter": _ref("TraceFilter"), "columns": _ref("ColumnMapping")},
         },
         "TraceFilter": {
             "type": "object",

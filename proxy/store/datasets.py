@@ -17,7 +17,7 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,9 +27,16 @@ from redis.exceptions import RedisError
 
 from proxy.records import iso_from_ms
 from proxy.store.errors import StoreUnavailable, unavailable
-from proxy.store.feedback_ops import INDEXED_ATTRIBUTES, review_row
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
+from proxy.store.row_columns import (
+    DEFAULT_COLUMNS,
+    FIXED_COLUMNS,
+    ROW_TAIL_COLUMNS,
+    csv_header,
+    queue_rows,
+    review_row,
+)
 
 # KEYS[1] rows hash; ARGV row_id, the row JSON read, the new row JSON.
 # -> -1 no such row, 0 changed meanwhile (read again), 1 written.
@@ -40,15 +47,9 @@ if current ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
-FEEDBACK_COLUMNS = tuple(attribute for _, attribute in INDEXED_ATTRIBUTES)
-CSV_COLUMNS = (
-    "row_id", "trace_id", "input", "output", *FEEDBACK_COLUMNS,
-    "annotation_status", "annotation", "added_at",
-)  # fmt: skip
 READ_CHUNK = 500
 FETCH_CONCURRENCY = 50
 UPDATE_ATTEMPTS = 10
-_ORDER_STEP = 1e-6  # rows added by one call keep the order they were given in
 
 T = TypeVar("T")
 
@@ -103,18 +104,20 @@ class DatasetStore:
         self._keys = keys
         self._traces = traces
 
-    async def add_traces(self, name: str, trace_ids: Sequence[str]) -> AddResult:
+    async def add_traces(
+        self, name: str, trace_ids: Sequence[str], columns: Mapping[str, str] = DEFAULT_COLUMNS
+    ) -> AddResult:
         """One row per trace not yet in the dataset; unknown (or expired) traces are missing."""
-        return await _translated(self._add(name, list(dict.fromkeys(trace_ids))))
+        return await _translated(self._add(name, list(dict.fromkeys(trace_ids)), columns))
 
-    async def _add(self, name: str, trace_ids: list[str]) -> AddResult:
+    async def _add(self, name: str, trace_ids: list[str], columns: Mapping[str, str]) -> AddResult:
         present: list[Any] = (
             await self._client.hmget(self._keys.dataset_rows(name), trace_ids) if trace_ids else []
         )
         fresh = [t for t, row in zip(trace_ids, present, strict=True) if row is None]
         traces = await self._fetch(fresh)
         rows = [(t, trace) for t, trace in zip(fresh, traces, strict=True) if trace is not None]
-        written = await self._write_rows(name, rows)
+        written = await self._write_rows(name, rows, columns)
         added = [t for (t, _), ok in zip(rows, written, strict=True) if ok]
         existing = [t for t, row in zip(trace_ids, present, strict=True) if row is not None]
         existing += [t for (t, _), ok in zip(rows, written, strict=True) if not ok]  # a race
@@ -128,19 +131,23 @@ class DatasetStore:
             found += await asyncio.gather(*(self._traces.get_trace(t) for t in chunk))
         return found
 
-    async def _write_rows(self, name: str, rows: list[tuple[str, dict[str, Any]]]) -> list[bool]:
-        """HSETNX each row, ZADD NX its order, SADD the name: (was each row new)."""
-        if not rows:
+    async def _write_rows(
+        self, name: str, traces: list[tuple[str, dict[str, Any]]], columns: Mapping[str, str]
+    ) -> list[bool]:
+        """Write the rows that are new: (was each row new)."""
+        if not traces:
             return []
         now = time.time()
+        rows = [review_row(trace, t, iso_from_ms(now * 1000), columns) for t, trace in traces]
         pipe = self._client.pipeline(transaction=False)
-        for i, (trace_id, trace) in enumerate(rows):
-            row = review_row(trace, trace_id, iso_from_ms(now * 1000))
-            pipe.hsetnx(self._keys.dataset_rows(name), trace_id, orjson.dumps(row))
-            pipe.zadd(self._keys.dataset_order(name), {trace_id: now + i * _ORDER_STEP}, nx=True)
-        pipe.sadd(self._keys.datasets, name)
+        queue_rows(pipe, self._keys, name, rows, columns, now)
         replies = await pipe.execute()
-        return [bool(reply) for reply in replies[:-1:2]]
+        return [bool(reply) for reply in replies[: len(rows)]]
+
+    async def csv_header(self, name: str) -> list[str]:
+        """The dataset's CSV header: fixed columns, its mapped columns, the annotation."""
+        raw: Any = await _translated(self._client.zrange(self._keys.dataset_columns(name), 0, -1))
+        return csv_header([column.decode() for column in raw])
 
     async def list_datasets(self) -> list[dict[str, Any]]:
         """Every dataset name (sorted) with its row count."""
@@ -246,7 +253,11 @@ class DatasetStore:
         """Remove every row and the name; False when there was no such dataset."""
         pipe = self._client.pipeline(transaction=False)
         pipe.srem(self._keys.datasets, name)
-        pipe.delete(self._keys.dataset_rows(name), self._keys.dataset_order(name))
+        pipe.delete(
+            self._keys.dataset_rows(name),
+            self._keys.dataset_order(name),
+            self._keys.dataset_columns(name),
+        )
         named, deleted = await _translated(pipe.execute())
         return bool(named or deleted)
 
@@ -286,10 +297,9 @@ def output_text(row: dict[str, Any]) -> str:
 
 def jsonl_line(row: dict[str, Any]) -> bytes:
     """One line of the OpenAI chat fine-tuning format, feedback and annotation as metadata."""
-    feedback = row.get("feedback") or {}
     metadata = {
         "trace_id": row.get("trace_id"),
-        **{column: feedback.get(column) for column in FEEDBACK_COLUMNS},
+        **(row.get("feedback") or {}),
         "annotation_status": row.get("annotation_status"),
         "annotation": row.get("annotation"),
     }
@@ -300,15 +310,17 @@ def jsonl_line(row: dict[str, Any]) -> bytes:
     return orjson.dumps({"messages": messages, "metadata": metadata}) + b"\n"
 
 
-def csv_record(row: dict[str, Any]) -> list[str]:
-    """The row's CSV cells, in CSV_COLUMNS order (JSON text for input and annotation)."""
+def csv_record(row: dict[str, Any], header: Sequence[str]) -> list[str]:
+    """The row's CSV cells under ``header`` (csv_header()); JSON text for input, annotation
+    and structured column values."""
     feedback = row.get("feedback") or {}
+    mapped = header[len(FIXED_COLUMNS) : len(header) - len(ROW_TAIL_COLUMNS)]
     return [
         str(row.get("row_id") or ""),
         str(row.get("trace_id") or ""),
         orjson.dumps(row.get("input")).decode(),
         output_text(row),
-        *(_cell(feedback.get(column)) for column in FEEDBACK_COLUMNS),
+        *(_cell(feedback.get(column)) for column in mapped),
         str(row.get("annotation_status") or ""),
         orjson.dumps(row.get("annotation")).decode(),
         str(row.get("added_at") or ""),

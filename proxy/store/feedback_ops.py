@@ -96,20 +96,3 @@ def matching_rules(rules: tuple[ReviewRule, ...], record: dict[str, Any]) -> lis
     if event.get("span_id"):
         return []
     return [rule.dataset for rule in rules if rule_matches(rule.when, event["attributes"])]
-
-
-def review_row(trace: dict[str, Any] | None, trace_id: str, now_iso: str) -> dict[str, Any]:
-    """A dataset row for the review queue: the trace's latest answer and its feedback."""
-    spans = (trace or {}).get("spans") or []
-    last = spans[-1] if spans else {}
-    attrs = (trace or {}).get("attributes") or {}
-    return {
-        "row_id": trace_id,
-        "trace_id": trace_id,
-        "input": last.get("input"),
-        "output": last.get("output"),
-        "feedback": {k: attrs.get(k) for _, k in INDEXED_ATTRIBUTES},
-        "annotation_status": "empty",
-        "annotation": None,
-        "added_at": now_iso,
-    }

@@ -76,6 +76,10 @@ class Keys:
         """Sorted set: trace_id scored by when its row was added."""
         return f"{self.prefix}:ds:{{{dataset}}}:order"
 
+    def dataset_columns(self, dataset: str) -> str:
+        """Sorted set: the mapped column names of the dataset's rows, by first use."""
+        return f"{self.prefix}:ds:{{{dataset}}}:columns"
+
     @property
     def datasets(self) -> str:
         """Set of dataset names."""

@@ -26,9 +26,9 @@ from proxy.store.feedback_ops import (
     matching_rules,
     merge_args,
     parse_result,
-    review_row,
 )
 from proxy.store.keys import Keys
+from proxy.store.row_columns import DEFAULT_COLUMNS, queue_rows, review_row
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 
 EVENTS_MAXLEN = 100_000
@@ -43,6 +43,7 @@ _SCRIPTS = {
     "record_span": _lua("stats_state") + _lua("record_span"),
     "merge_feedback": _lua("stats_state") + _lua("merge_feedback"),
     "stats_apply": _lua("stats_apply"),
+    "set_annotation": _lua("set_annotation"),
 }
 
 
@@ -219,6 +220,21 @@ class RedisStore:
         for dataset, trace_id in reviews:
             await self._add_review_row(dataset, trace_id)
 
+    async def set_annotation_status(self, trace_id: str, status: str) -> bool:
+        """Set the trace's annotation_status and index it; False when the trace is gone."""
+        index = self._keys.index("annotation", status)
+        keys = self._keys.trace(trace_id)
+
+        async def run(_: object) -> Any:
+            sha = await self._sha("set_annotation")
+            return await self._client.evalsha(sha, 2, keys.trace, keys.indexes, status, index)
+
+        created = await self._with_scripts(run, [])
+        if created is None:
+            return False
+        await self._score_indexes([(trace_id, int(created), [index])])
+        return True
+
     async def _add_review_row(self, dataset: str, trace_id: str) -> None:
         if (dataset, trace_id) in self._reviewed:
             return  # added by this process already: a trace is in a dataset once
@@ -229,11 +245,10 @@ class RedisStore:
         self._reviewed.add((dataset, trace_id))
 
     async def _write_review_row(self, dataset: str, trace_id: str) -> None:
-        row = review_row(await self.get_trace(trace_id), trace_id, iso_from_ms(time.time() * 1000))
+        now = time.time()
+        row = review_row(await self.get_trace(trace_id), trace_id, iso_from_ms(now * 1000))
         pipe = self._client.pipeline(transaction=False)
-        pipe.hsetnx(self._keys.dataset_rows(dataset), trace_id, orjson.dumps(row))
-        pipe.zadd(self._keys.dataset_order(dataset), {trace_id: time.time()}, nx=True)
-        pipe.sadd(self._keys.datasets, dataset)
+        queue_rows(pipe, self._keys, dataset, [row], DEFAULT_COLUMNS, now)
         await pipe.execute()
 
     async def dataset_rows(self, dataset: str) -> list[dict[str, Any]]:

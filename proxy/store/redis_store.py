@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -29,22 +28,11 @@ from proxy.store.feedback_ops import (
 )
 from proxy.store.keys import Keys
 from proxy.store.row_columns import DEFAULT_COLUMNS, queue_rows, review_row
+from proxy.store.scripting import SCRIPTS, queue_script
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 
 EVENTS_MAXLEN = 100_000
 REGISTRY_CACHE = 50_000
-
-
-def _lua(name: str) -> str:
-    return resources.files("proxy.store").joinpath(f"lua/{name}.lua").read_text()
-
-
-_SCRIPTS = {
-    "record_span": _lua("stats_state") + _lua("record_span"),
-    "merge_feedback": _lua("stats_state") + _lua("merge_feedback"),
-    "stats_apply": _lua("stats_apply"),
-    "set_annotation": _lua("set_annotation"),
-}
 
 
 def _feedback_entry(record: dict[str, Any]) -> dict[Any, Any]:
@@ -116,7 +104,7 @@ class RedisStore:
 
     async def _sha(self, name: str) -> str:
         if name not in self._shas:
-            self._shas[name] = await self._client.script_load(_SCRIPTS[name])
+            self._shas[name] = await self._client.script_load(SCRIPTS[name])
         return self._shas[name]
 
     async def _write_spans(self, records: Sequence[dict[str, Any]]) -> None:
@@ -195,7 +183,7 @@ class RedisStore:
         for record in records:
             keys = self._keys.trace(record["trace_id"]).all()
             args = merge_args(record, now_ms, self._retention_s, max_events, self._keys)
-            pipe.evalsha(sha, len(keys), *keys, *args)
+            queue_script(pipe, sha, keys, *args)
         results = [parse_result(raw) for raw in await pipe.execute()]
         await self._after_merge(records, results)
         return results
@@ -275,7 +263,7 @@ class RedisStore:
         for key, value in attrs.items():
             args += [key, orjson.dumps(value)]
         trace_keys = keys.all()
-        pipe.evalsha(sha, len(trace_keys), *trace_keys, *args, *tags, *indexes)
+        queue_script(pipe, sha, trace_keys, *args, *tags, *indexes)
         pipe.xadd(
             self._keys.events,
             {"type": "span", "trace_id": trace_id, "span_id": span["span_id"], "data": span_json},

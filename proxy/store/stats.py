@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from proxy.records import iso_from_ms
 from proxy.store.errors import unavailable
 from proxy.store.keys import Keys
+from proxy.store.scripting import queue_script
 
 HOUR_MS = 3_600_000
 BUCKET_MS = {"hour": HOUR_MS, "day": 24 * HOUR_MS}
@@ -51,7 +52,7 @@ def queue_stats(
     for bucket, payload in moves:
         expire_at = (bucket + HOUR_MS) // 1000 + retention_s
         counts, traces = keys.stats_counts(bucket), keys.stats_contributions(bucket)
-        pipe.evalsha(sha, 2, counts, traces, trace_id, payload, expire_at)
+        queue_script(pipe, sha, (counts, traces), trace_id, payload, expire_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from proxy import metrics_shared
 from proxy.feedback import FeedbackRules
 from proxy.feedback_route import post_feedback, preflight_feedback
 from proxy.feedback_service import FeedbackService, token_secret
@@ -25,6 +26,7 @@ from proxy.state import STATE, ProxyState
 from proxy.store.connection import connect
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
+from proxy.trace_models import TraceModels
 from proxy.upstream import Router, client_session
 from proxy.writer import Writer
 
@@ -32,8 +34,10 @@ log = structlog.get_logger("proxy.app")
 PRUNE_INTERVAL_S = 600.0
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The proxy listener's application (health routes, then everything else is forwarded)."""
+def create_app(settings: Settings, metrics_dir: Path | None = None) -> web.Application:
+    """The proxy listener's application (health routes, then everything else is forwarded).
+
+    ``metrics_dir``: set by the parent of several workers (see ``proxy.metrics_shared``)."""
     app = web.Application(
         client_max_size=settings.proxy.max_body_bytes,
         handler_args={"max_field_size": settings.proxy.max_header_bytes},
@@ -41,8 +45,11 @@ def create_app(settings: Settings) -> web.Application:
     app[STATE] = ProxyState(
         settings=settings,
         router=Router(settings.upstreams, settings.proxy.default_upstream),
+        metrics_dir=metrics_dir,
     )
-    app.cleanup_ctx.extend([_redis_store, _writer, _feedback, _retention, _client_session])
+    app.cleanup_ctx.extend(
+        [_shared_metrics, _redis_store, _writer, _feedback, _retention, _client_session]
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/feedback", post_feedback)
@@ -86,9 +93,26 @@ async def _feedback(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     state.feedback_rules = FeedbackRules.from_settings(state.settings.feedback)
     state.token_secret = token_secret(state.settings)
-    state.feedback = FeedbackService(state.store, state.writer, state.settings.writer.write_timeout)
+    timeout = state.settings.writer.write_timeout
+    models = TraceModels(state.store, timeout)
+    state.feedback = FeedbackService(state.store, state.writer, timeout, models)
     yield
     await state.feedback.close()
+
+
+async def _shared_metrics(app: web.Application) -> AsyncIterator[None]:
+    """With several workers: publish this one's metrics for the others' scrapes. First in, last
+    out: its final snapshot comes after the writer's drain, so the counters are complete."""
+    state = app[STATE]
+    if state.metrics_dir is None:
+        yield
+        return
+    task = asyncio.create_task(metrics_shared.publish_forever(state, state.metrics_dir))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    metrics_shared.publish(state.metrics_dir, metrics_shared.local_snapshot(state, live=False))
 
 
 async def _retention(app: web.Application) -> AsyncIterator[None]:

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from proxy.errors import ProxyError
 from proxy.feedback_token import issue
 from proxy.headers import EXPOSE_HEADERS
+from proxy.metrics import MID_STREAM_BREAK, CallMetrics, upstream_error_kind
 from proxy.recorder import Recorder
 from proxy.settings import CaptureSettings
 from proxy.trace_context import TraceContext, new_span_id, new_trace_id
@@ -46,6 +47,7 @@ class Call:
         "started",
         "status",
         "ttfb",
+        "upstream_error",
     )
 
     def __init__(self, method: str, path: str) -> None:
@@ -57,6 +59,7 @@ class Call:
         self.status: int | None = None
         self.ttfb: float | None = None
         self.error: str | None = None
+        self.upstream_error: str | None = None  # a metric kind, when the upstream failed
         self.recorder: Recorder | None = None
         self.attributes: dict[str, Any] = {}
         self.feedback_task: asyncio.Task[str] | None = None
@@ -92,10 +95,13 @@ class Call:
     def fail(self, error: ProxyError) -> None:
         self.status = error.status
         self.error = error.kind
+        self.upstream_error = upstream_error_kind(error.code)
 
     def broken(self, exc: BaseException) -> None:
         """The upstream failed after the response started."""
-        self.error = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_broken"
+        timeout = isinstance(exc, TimeoutError)
+        self.error = "upstream_timeout" if timeout else "upstream_broken"
+        self.upstream_error = "read_timeout" if timeout else MID_STREAM_BREAK
 
     def cancelled(self) -> None:
         """The client went away before the call finished."""
@@ -134,11 +140,30 @@ class Call:
         return response
 
     def finish(self, state: ProxyState) -> None:
-        """Submit the span (never blocks) and write the access line."""
+        """Submit the span (never blocks), count the call, and write the access line."""
+        span = None
         if self.recorder is not None and state.settings.capture.record:
             record = self.recorder.record(self.attributes, self.status, self.error)
             state.writer.submit(record)
+            span = record["span"]
+        self._observe(state.metrics, span)
         self._log()
+
+    def _observe(self, metrics: CallMetrics, span: dict[str, Any] | None) -> None:
+        """The call's metrics; model and usage come from the span (unknown when not recorded)."""
+        recorder = self.recorder
+        ttft = None
+        if recorder is not None and recorder.stream and recorder.first_byte_at is not None:
+            ttft = recorder.first_byte_at - self.started
+        metrics.observe(
+            self.route.upstream.name if self.route is not None else "",
+            span["model"] if span is not None else None,
+            self.status,
+            time.perf_counter() - self.started,
+            ttft,
+            span["usage"] if span is not None else None,
+            self.upstream_error,
+        )
 
     def _log(self) -> None:
         if not access_log.is_enabled_for(logging.INFO):

@@ -9,6 +9,7 @@ trace's history cap is reached; nothing changed).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 import uuid
@@ -25,11 +26,13 @@ from proxy.feedback import (
     parse_feedback_headers,
     validate_attributes,
 )
+from proxy.metrics import ModelLabels
 from proxy.records import iso_from_ms
 from proxy.settings import Settings
 from proxy.store.errors import StoreUnavailable
 from proxy.store.redis_store import RedisStore
 from proxy.trace_context import TraceContext
+from proxy.trace_models import TraceModels
 from proxy.writer import Writer
 
 
@@ -122,41 +125,75 @@ COUNTED = (
 
 
 class FeedbackCounts:
-    """Feedback events by value, rating, category and reason, as merged by this process.
+    """Feedback events by value, rating, category, reason and model, as merged by this process.
 
     A replaced event (same X-Feedback-Id) moves its count instead of adding one, so a changed
-    vote is one vote. Events that were queued (Redis away) and merged later by the writer's
-    replay are not counted here. Kept for the metrics endpoint.
+    vote is one vote (the old value is taken off under the new event's model). Events that
+    were queued (Redis away) and merged later by the writer's replay are not counted here.
+    Label values are bounded: values, categories and reasons are validated against their
+    taxonomies, ratings are rounded to the nearest half point, models go through
+    ``ModelLabels``. Kept for the metrics endpoint.
     """
 
     def __init__(self) -> None:
-        self.counts: Counter[tuple[str, str]] = Counter()
+        self.counts: Counter[tuple[str, str, str]] = Counter()
+        self._model_label = ModelLabels()
 
-    def add(self, event: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    def add(
+        self, event: dict[str, Any], previous: dict[str, Any] | None, model: str | None = None
+    ) -> None:
+        label = self._model_label(model)
         if previous is not None:
-            self._count(previous, -1)
-        self._count(event, +1)
+            self._count(previous, label, -1)
+        self._count(event, label, +1)
 
-    def _count(self, event: dict[str, Any], step: int) -> None:
+    def snapshot(self) -> list[list[Any]]:
+        """Rows of ``[[label, value, model], [count]]`` for the metrics snapshot."""
+        return [[list(key), [count]] for key, count in self.counts.items()]
+
+    def _count(self, event: dict[str, Any], model: str, step: int) -> None:
         attrs = event.get("attributes") or {}
         for label, key in COUNTED:
-            if attrs.get(key) is not None:
-                self.counts[(label, str(attrs[key]))] += step
+            value = attrs.get(key)
+            if value is not None:
+                text = _rating_label(value) if label == "rating" else str(value)
+                if text is not None:
+                    self.counts[(label, text, model)] += step
+
+
+def _rating_label(rating: Any) -> str | None:
+    """``"4"``, ``"3.5"``: to the nearest half point, so ratings have at most nine labels."""
+    if isinstance(rating, bool) or not isinstance(rating, int | float | str):
+        return None
+    try:
+        halves = math.floor(float(rating) * 2 + 0.5)
+    except (ValueError, OverflowError):  # stored by an older version: not a number
+        return None
+    return str(halves // 2) if halves % 2 == 0 else str(halves / 2)
 
 
 class FeedbackService:
     """Applies feedback records; keeps a reference to every task it starts."""
 
-    def __init__(self, store: RedisStore, writer: Writer, timeout: float) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        writer: Writer,
+        timeout: float,
+        models: TraceModels | None = None,
+    ) -> None:
         self._store = store
         self._writer = writer
         self._timeout = timeout
+        self._models = models
         self._tasks: set[asyncio.Task[str]] = set()
         self.counts = FeedbackCounts()
 
-    def start(self, record: dict[str, Any]) -> asyncio.Task[str]:
-        """Apply in the background (while the upstream call runs); await the task for status."""
-        task = asyncio.create_task(self.apply(record))
+    def start(self, record: dict[str, Any], model: str | None = None) -> asyncio.Task[str]:
+        """Apply in the background (while the upstream call runs); await the task for status.
+
+        ``model`` is the model of the call that carries the feedback, for the metrics."""
+        task = asyncio.create_task(self.apply(record, model))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -166,7 +203,7 @@ class FeedbackService:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def apply(self, record: dict[str, Any]) -> str:
+    async def apply(self, record: dict[str, Any], model: str | None = None) -> str:
         """``applied``, ``queued`` or ``full``; never raises for Redis trouble.
 
         While the writer is degraded (Redis down, or older records still in the spool) the
@@ -185,5 +222,7 @@ class FeedbackService:
         if result.status == "full":
             return "full"
         if result.status != "duplicate":
-            self.counts.add(record["event"], result.previous)
+            if model is None and self._models is not None:
+                model = await self._models.model_of(record["trace_id"])
+            self.counts.add(record["event"], result.previous, model)
         return "applied"

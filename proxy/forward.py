@@ -88,7 +88,7 @@ async def _relay(
     headers.append(("traceparent", recorder.context.traceparent()))
     streamed = isinstance(body, _BodyStream)
     if feedback is not None and not streamed:  # the request is known to be forwarded
-        call.feedback_task = state.feedback.start(_record(recorder, feedback))
+        call.feedback_task = _start_feedback(state, recorder, feedback)
     if streamed and request.content_length is not None:
         headers.append(("Content-Length", str(request.content_length)))
     with translate_errors(route.upstream.name), _body_cap(body):
@@ -101,15 +101,17 @@ async def _relay(
             timeout=route.upstream.timeout,
         )
     if feedback is not None and streamed:  # a streamed body could still have gone over the cap
-        call.feedback_task = state.feedback.start(_record(recorder, feedback))
+        call.feedback_task = _start_feedback(state, recorder, feedback)
     try:
         return await _stream_back(request, state, upstream, call, recorder)
     finally:
         upstream.close()
 
 
-def _record(recorder: Recorder, feedback: Feedback) -> dict[str, Any]:
-    return feedback_record(recorder.context.trace_id, feedback, source="header")
+def _start_feedback(state: ProxyState, recorder: Recorder, feedback: Feedback) -> asyncio.Task[str]:
+    """Merge the call's feedback while the upstream answers; counted under the call's model."""
+    record = feedback_record(recorder.context.trace_id, feedback, source="header")
+    return state.feedback.start(record, model=recorder.request_model())
 
 
 async def _stream_back(

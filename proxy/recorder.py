@@ -41,6 +41,7 @@ class Recorder:
         "_capture",
         "_decoder",
         "_inflater",
+        "_parsed",
         "_parser",
         "_request",
         "_request_size",
@@ -73,6 +74,7 @@ class Recorder:
         self._parser: EndpointParser | None = parser_for(method, path) if capture.record else None
         self._request = bytearray()
         self._request_size = 0
+        self._parsed: ParsedRequest | None = None
         self._response: ResponseParser | None = None
         self._decoder: SSEDecoder | None = None
         self._inflater: Any = None
@@ -178,10 +180,17 @@ class Recorder:
             return None
         return round((self.first_byte_at - self.started_at) * 1000, 3)
 
+    def request_model(self) -> str | None:
+        """The model the request body names (once the body is read); parsed once per call."""
+        return self._parse_request().model
+
     def _parse_request(self) -> ParsedRequest:
-        if self._parser is None or self._request_size > len(self._request):
-            return ParsedRequest()
-        return self._parser.parse_request(bytes(self._request))
+        if self._parsed is None:
+            if self._parser is None or self._request_size > len(self._request):
+                self._parsed = ParsedRequest()
+            else:
+                self._parsed = self._parser.parse_request(bytes(self._request))
+        return self._parsed
 
     def _finish_response(self) -> ParsedResponse:
         if self._response is None:

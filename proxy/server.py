@@ -12,18 +12,22 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
+from proxy import metrics_shared
 from proxy.admin.app import create_admin_app
 from proxy.app import create_app
 from proxy.settings import Settings
 from proxy.state import STATE, ProxyState
 
 log = structlog.get_logger("proxy.server")
+REAP_INTERVAL_S = 0.2  # how often the parent looks for exited workers
 
 
 def run(settings: Settings) -> int:
@@ -35,7 +39,18 @@ def run(settings: Settings) -> int:
 
 
 def _run_workers(settings: Settings) -> int:
-    """Fork the workers; relay SIGTERM/SIGINT to them; exit with the worst exit code."""
+    """Fork the workers; relay SIGTERM/SIGINT to them; exit with the worst exit code.
+
+    The workers publish their metrics into a fresh directory that outlives each of them
+    (a scrape on any worker sums them all) and goes when the last one has exited."""
+    metrics_dir = metrics_shared.create_directory()
+    try:
+        return _fork_workers(settings, metrics_dir)
+    finally:
+        metrics_shared.remove_directory(metrics_dir)
+
+
+def _fork_workers(settings: Settings, metrics_dir: Path) -> int:
     children: list[int] = []
 
     def relay(signum: int, _: object) -> None:
@@ -49,27 +64,41 @@ def _run_workers(settings: Settings) -> int:
     for _ in range(settings.proxy.workers):
         pid = os.fork()
         if pid == 0:
-            os._exit(_worker_main(settings))
+            os._exit(_worker_main(settings, metrics_dir))
         children.append(pid)
-    codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
-    return max(codes, default=0)
+    return max(_reap(children, metrics_dir), default=0)
 
 
-def _worker_main(settings: Settings) -> int:
+def _reap(children: list[int], metrics_dir: Path) -> list[int]:
+    """Exit codes of the workers, each marked dead for the metrics as soon as it exits."""
+    pending, codes = set(children), []
+    while pending:
+        for child in sorted(pending):
+            pid, status = os.waitpid(child, os.WNOHANG)
+            if pid:
+                pending.discard(child)
+                metrics_shared.mark_dead(metrics_dir, child)
+                codes.append(os.waitstatus_to_exitcode(status))
+        if pending:
+            time.sleep(REAP_INTERVAL_S)
+    return codes
+
+
+def _worker_main(settings: Settings, metrics_dir: Path | None = None) -> int:
     """A forked worker: its own event loop; a failure is logged, never silent."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        _run_worker(settings, reuse_port=True)
+        _run_worker(settings, reuse_port=True, metrics_dir=metrics_dir)
     except BaseException:
         log.exception("worker failed", pid=os.getpid())
         return 1
     return 0
 
 
-def _run_worker(settings: Settings, reuse_port: bool) -> None:
+def _run_worker(settings: Settings, reuse_port: bool, metrics_dir: Path | None = None) -> None:
     _install_uvloop()
-    asyncio.run(serve(settings, reuse_port=reuse_port))
+    asyncio.run(serve(settings, reuse_port=reuse_port, metrics_dir=metrics_dir))
 
 
 def _install_uvloop() -> None:
@@ -101,10 +130,12 @@ class Listeners:
             await self.proxy.cleanup()
 
 
-async def start_listeners(settings: Settings, reuse_port: bool = False) -> Listeners:
+async def start_listeners(
+    settings: Settings, reuse_port: bool = False, metrics_dir: Path | None = None
+) -> Listeners:
     """Start the proxy listener and the admin listener; the caller owns ``stop()``."""
     proxy = await _start_runner(
-        create_app(settings), settings.proxy.host, settings.proxy.port, reuse_port,
+        create_app(settings, metrics_dir), settings.proxy.host, settings.proxy.port, reuse_port,
         shutdown_timeout=settings.proxy.drain_seconds,
     )  # fmt: skip
     try:
@@ -138,13 +169,15 @@ def bound_port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-async def serve(settings: Settings, reuse_port: bool = False) -> None:
+async def serve(
+    settings: Settings, reuse_port: bool = False, metrics_dir: Path | None = None
+) -> None:
     """Run both listeners until SIGTERM or SIGINT, then drain and stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    listeners = await start_listeners(settings, reuse_port)
+    listeners = await start_listeners(settings, reuse_port, metrics_dir)
     try:
         log.info(
             "listening",

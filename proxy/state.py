@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from proxy.metrics import CallMetrics
 from proxy.settings import Settings
 from proxy.store.redis_store import RedisStore
 from proxy.upstream import Router
@@ -33,6 +35,9 @@ class ProxyState:
     feedback_rules: FeedbackRules = field(init=False)
     token_secret: bytes = field(init=False)
     draining: bool = False
+    metrics: CallMetrics = field(default_factory=CallMetrics)
+    # With several worker processes: where each publishes its metrics for the others' scrapes.
+    metrics_dir: Path | None = None
 
 
 STATE = web.AppKey("proxy_state", ProxyState)

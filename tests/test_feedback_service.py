@@ -49,11 +49,11 @@ async def test_changed_vote_moves_its_count(
     await service.apply(feedback_record("svc-2", vote("negative"), "header"))
     await service.apply(feedback_record("svc-2", vote("positive"), "header"))
     await service.apply(feedback_record("svc-2", vote("positive", "v-2"), "header"))
-    counts = service.counts.counts
-    assert counts[("value", "negative")] == 0
-    assert counts[("value", "positive")] == 2
-    assert counts[("rating", "1")] == 0
-    assert counts[("rating", "5")] == 2
+    counts = service.counts.counts  # (label, value, model): no span recorded, so no model
+    assert counts[("value", "negative", "")] == 0
+    assert counts[("value", "positive", "")] == 2
+    assert counts[("rating", "1", "")] == 0
+    assert counts[("rating", "5", "")] == 2
     await client.aclose()
 
 

@@ -20,6 +20,7 @@ from proxy.admin.datasets import (
     list_rows,
     patch_row,
 )
+from proxy.admin.metrics import get_metrics
 from proxy.admin.openapi import openapi_json
 from proxy.admin.patch import patch_span, patch_trace
 from proxy.admin.stats import feedback_stats
@@ -36,6 +37,7 @@ def create_admin_app(state: ProxyState) -> web.Application:
     app[ADMIN_STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/api/traces", list_traces)
     app.router.add_get("/api/traces/{trace_id}", get_trace)

@@ -522,6 +522,19 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over every worker process.",
+                "tags": ["health"],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _error("Unauthorized"),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document.",

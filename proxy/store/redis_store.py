@@ -284,6 +284,14 @@ class RedisStore:
             keys += [self._keys.index(dimension, item) for item in items if item]
         return keys
 
+    async def models_of(self, trace_id: str) -> set[str]:
+        """The models the trace's spans used (empty before its first span)."""
+        try:
+            raw: Any = await self._client.smembers(self._keys.trace(trace_id).models)
+        except (RedisError, OSError) as exc:
+            raise unavailable(exc) from exc
+        return {model.decode() for model in raw}
+
     async def get_trace(self, trace_id: str) -> dict[str, Any] | None:
         """The trace in the SPEC §5 shape, or None when it does not exist (or expired)."""
         keys = self._keys.trace(trace_id)

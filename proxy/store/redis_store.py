@@ -9,13 +9,23 @@ stream may then carry a duplicate entry (consumers dedupe on ``span_id``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from proxy.records import assemble_trace, iso_from_ms
 from proxy.settings import ReviewRule
@@ -33,6 +43,25 @@ from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 
 EVENTS_MAXLEN = 100_000
 REGISTRY_CACHE = 50_000
+
+
+# Error replies that mean Redis cannot take writes now (full, busy, loading, failing over),
+# even when they come from inside a script: the records wait in the spool, never dropped.
+# redis-py turns the codes it knows into classes; from inside a script (and in a pipeline's
+# wrapped message) the code stays in the text, after "-" or at the start.
+_TRANSIENT_CLASSES = (
+    OutOfMemoryError, BusyLoadingError, ReadOnlyError, TryAgainError, ClusterDownError,
+)  # fmt: skip
+_TRANSIENT_CODE = re.compile(
+    r"(?:^|-)(?:OOM|BUSY|LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN) "
+)
+
+
+def _refused_by_script(exc: ResponseError) -> bool:
+    """A script's own error (bad records: retrying cannot help), not a Redis condition."""
+    if isinstance(exc, _TRANSIENT_CLASSES) or _TRANSIENT_CODE.search(str(exc)):
+        return False
+    return "script" in str(exc).lower()
 
 
 def _feedback_entry(record: dict[str, Any]) -> dict[Any, Any]:
@@ -96,7 +125,7 @@ class RedisStore:
                 self._registered.clear()
                 return await operation(records)
         except ResponseError as exc:
-            if "script" in str(exc).lower():
+            if _refused_by_script(exc):
                 raise  # the script refused these records: a retry would fail the same way
             raise unavailable(exc) from exc
         except (RedisError, OSError) as exc:

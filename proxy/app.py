@@ -23,7 +23,7 @@ from proxy.feedback_service import FeedbackService, token_secret
 from proxy.forward import forward
 from proxy.settings import Settings
 from proxy.state import STATE, ProxyState
-from proxy.store.connection import connect
+from proxy.store.connection import connect_to
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.trace_models import TraceModels
@@ -60,7 +60,7 @@ def create_app(settings: Settings, metrics_dir: Path | None = None) -> web.Appli
 
 async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    redis = state.redis = connect(state.settings.redis.url)
+    redis = state.redis = connect_to(state.settings.redis)
     keys = Keys(state.settings.redis.key_prefix)
     feedback = state.settings.feedback
     state.store = RedisStore(

@@ -57,6 +57,7 @@ class RedisSettings:
     data_dir: str = ".feedback-proxy"
     key_prefix: str = "fp"
     retention_days: int = 30
+    cluster: bool = False
 
 
 @dataclass(frozen=True, slots=True)

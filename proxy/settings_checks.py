@@ -82,6 +82,24 @@ def _check_redis(redis: RedisSettings) -> None:
         raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,32}", redis.key_prefix):
         raise ConfigError("redis.key_prefix", "must be 1-32 characters of A-Z a-z 0-9 _ . : -")
+    if redis.cluster:
+        _check_cluster_url(redis.url)
+
+
+def _check_cluster_url(url: str) -> None:
+    """A cluster is reached through one seed node over TCP; it has only database 0. The
+    embedded Redis (empty url) is a single server, so it cannot stand in for one."""
+    if not url:
+        raise ConfigError(
+            "redis.cluster",
+            "needs redis.url set to a seed node (redis://host:port); "
+            "the embedded Redis is a single server, not a cluster",
+        )
+    parts = _split_url("redis.url", url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ConfigError("redis.url", "must be redis://host:port or rediss:// with redis.cluster")
+    if parts.path.strip("/") not in {"", "0"}:
+        raise ConfigError("redis.url", "a Redis Cluster has only database 0")
 
 
 def _check_upstreams(settings: Settings) -> None:

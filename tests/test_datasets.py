@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 
 from proxy.store.datasets import chat_messages, csv_record, jsonl_line
 from proxy.store.keys import Keys
-from proxy.store.row_columns import csv_header
 from proxy.store.redis_store import RedisStore
+from proxy.store.row_columns import csv_header
 from tests.conftest import RunningProxy, StartProxy
 from tests.test_feedback_store import feedback
 from tests.test_store import span_record

@@ -58,7 +58,7 @@ class EmbeddedRedis:
             [redis_server_binary(), *self._base_args(), *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self._wait_ready(timeout)
         return self.url
@@ -127,7 +127,7 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"redis-server did not answer within {timeout} s")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux only: the child gets SIGTERM when the proxy dies, even by SIGKILL."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

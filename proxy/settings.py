@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from proxy.settings_checks import ConfigError, masked, one_line, validate
+from proxy.store.keys import DATASET_NAME, DATASET_NAME_RULE
 
 __all__ = ["ConfigError", "Settings", "load_settings", "masked", "validate"]
 
@@ -234,9 +235,10 @@ def _build_review_rules(raw: Any) -> tuple[ReviewRule, ...]:
             raise ConfigError(key, "must have exactly the keys dataset and when")
         if not isinstance(rule["when"], dict) or not rule["when"]:
             raise ConfigError(f"{key}.when", "must be a non-empty table")
-        built.append(
-            ReviewRule(dataset=_to_str(f"{key}.dataset", rule["dataset"]), when=rule["when"])
-        )
+        dataset = _to_str(f"{key}.dataset", rule["dataset"])
+        if not DATASET_NAME.fullmatch(dataset):
+            raise ConfigError(f"{key}.dataset", DATASET_NAME_RULE)
+        built.append(ReviewRule(dataset=dataset, when=rule["when"]))
     return tuple(built)
 
 

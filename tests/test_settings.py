@@ -341,6 +341,8 @@ BAD_FILES = [
     ("[redis]\nkey_prefix = 'has space'\n", "redis.key_prefix"),
     ("[redis]\nretention_days = 0\n", "redis.retention_days"),
     ("[[review.rules]]\ndataset = 'x'\n", "review.rules[0]"),
+    ("[[review.rules]]\ndataset = '}x'\nwhen = {user_feedback = 'negative'}\n",
+     "review.rules[0].dataset"),
     ("[proxy\nport = 1\n", "config"),
     ("port = = 1\n", "config"),
 ]

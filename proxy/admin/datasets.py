@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,7 +28,7 @@ from proxy.store.datasets import (
     decode_row_cursor,
     jsonl_line,
 )
-from proxy.store.keys import Keys
+from proxy.store.keys import DATASET_NAME, DATASET_NAME_RULE, Keys
 from proxy.store.row_columns import DEFAULT_COLUMNS, InvalidColumns, parse_columns
 from proxy.store.trace_query import MAX_LIMIT, TraceFilter, TraceQuery, decode_cursor
 from proxy.trace_context import TRACE_ID_PATTERN
@@ -38,7 +37,6 @@ MAX_TRACES = 1000
 MAX_BODY_BYTES = 256 * 1024
 DEFAULT_LIMIT = 50
 FLUSH_BYTES = 64 * 1024
-DATASET_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _STATUSES = frozenset({"empty", "filled"})
 _FORMATS = {"json": "application/json", "jsonl": "application/x-ndjson", "csv": "text/csv"}
 _ROW_QUERY = frozenset({"annotation_status", "limit", "cursor", "format"})
@@ -52,7 +50,7 @@ def _store(request: web.Request) -> DatasetStore:
 def _name(request: web.Request) -> str:
     name = request.match_info["name"]
     if not DATASET_NAME.fullmatch(name):
-        raise BadRequest("name: must be 1-64 characters of A-Z a-z 0-9 . _ -", code="invalid_name")
+        raise BadRequest(f"name: {DATASET_NAME_RULE}", code="invalid_name")
     return name
 
 

@@ -14,12 +14,13 @@ from aiohttp import web
 from proxy import __version__
 from proxy.admin import datasets, patch, trace_list
 from proxy.admin.common import json_response
+from proxy.store.keys import DATASET_NAME
 from proxy.store.row_columns import COLUMN_NAME, MAX_COLUMNS
 from proxy.store.stats import GROUP_DIMENSIONS
 from proxy.store.trace_query import DEFAULT_LIMIT, MAX_LIMIT
 
 _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
-_DATASET_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_DATASET_PATTERN = "^" + DATASET_NAME.pattern + "$"
 _ANNOTATION_STATUSES = sorted(trace_list._ANNOTATION)
 _VERDICTS = sorted(trace_list._VERDICTS)
 _FORMATS = list(datasets._FORMATS)

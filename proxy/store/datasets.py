@@ -23,10 +23,9 @@ from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from proxy.records import iso_from_ms
-from proxy.store.errors import StoreUnavailable, unavailable
+from proxy.store.errors import REDIS_FAILURES, StoreUnavailable, unavailable
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.row_columns import (
@@ -92,7 +91,7 @@ async def _translated(operation: Awaitable[T]) -> T:
     """redis-py's exceptions become StoreUnavailable here, in one place."""
     try:
         return await operation
-    except (RedisError, OSError) as exc:
+    except REDIS_FAILURES as exc:
         raise unavailable(exc) from exc
 
 

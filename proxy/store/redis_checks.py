@@ -16,7 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+
+from proxy.store.errors import REDIS_FAILURES
 
 # The same bound as the client's connect timeout (proxy.store.connection.connect).
 CHECK_TIMEOUT_S = 2.0
@@ -37,7 +38,7 @@ async def check_eviction_policy(
     try:
         async with asyncio.timeout(time_limit):
             policies = await _policies(client)
-    except (RedisError, OSError, TimeoutError) as exc:
+    except REDIS_FAILURES as exc:  # TimeoutError is an OSError
         log.info(
             "redis maxmemory-policy not checked (CONFIG GET unavailable or Redis unreachable)",
             error=f"{type(exc).__name__}: {exc}",

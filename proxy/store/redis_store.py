@@ -22,14 +22,13 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
-    RedisError,
     ResponseError,
     TryAgainError,
 )
 
 from proxy.records import assemble_trace, iso_from_ms
 from proxy.settings import ReviewRule
-from proxy.store.errors import unavailable
+from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.feedback_ops import (
     MergeResult,
     matching_rules,
@@ -57,11 +56,16 @@ _TRANSIENT_CODE = re.compile(
 )
 
 
+_SCRIPT_ERROR_MARKS = ("Error running script", "user_script:")
+
+
 def _refused_by_script(exc: ResponseError) -> bool:
-    """A script's own error (bad records: retrying cannot help), not a Redis condition."""
+    """A script's own error (bad records: retrying cannot help), not a Redis condition. Only
+    the server's own words count ("Error running script", or "user_script:" on Redis 7): a
+    pipeline error quotes the command, whose trace id may well say "script"."""
     if isinstance(exc, _TRANSIENT_CLASSES) or _TRANSIENT_CODE.search(str(exc)):
         return False
-    return "script" in str(exc).lower()
+    return any(mark in str(exc) for mark in _SCRIPT_ERROR_MARKS)
 
 
 def _feedback_entry(record: dict[str, Any]) -> dict[Any, Any]:
@@ -98,7 +102,7 @@ class RedisStore:
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             return False
 
     async def write_batch(self, records: Sequence[dict[str, Any]]) -> None:
@@ -128,7 +132,7 @@ class RedisStore:
             if _refused_by_script(exc):
                 raise  # the script refused these records: a retry would fail the same way
             raise unavailable(exc) from exc
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
 
     async def _sha(self, name: str) -> str:
@@ -317,7 +321,7 @@ class RedisStore:
         """The models the trace's spans used (empty before its first span)."""
         try:
             raw: Any = await self._client.smembers(self._keys.trace(trace_id).models)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         return {model.decode() for model in raw}
 
@@ -335,7 +339,7 @@ class RedisStore:
         pipe.hgetall(keys.span_feedback)
         try:
             trace, spans, attrs, tags, models, events, order, span_fb = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         if not trace:
             return None

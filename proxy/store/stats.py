@@ -20,10 +20,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from proxy.records import iso_from_ms
-from proxy.store.errors import unavailable
+from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.keys import Keys
 from proxy.store.scripting import queue_script
 
@@ -83,7 +82,7 @@ class FeedbackStats:
             counts = await self._counts(query)
             groups = await self._groups(query, counts)
             traces = await self._traces(query, groups)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         rows = []
         for start in query.starts():

@@ -39,10 +39,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from proxy.records import iso_from_ms
-from proxy.store.errors import unavailable
+from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.keys import Keys
 
 MAX_LIMIT = 500
@@ -336,7 +335,7 @@ class TraceQuery:
             driver = await self._driver(query)
             walk = _Walk(self, query, driver, limit, self._upstream_index(query, driver))
             return await walk.run(start_position(query, cursor))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
 
     def _upstream_index(self, query: TraceFilter, driver: str) -> str | None:

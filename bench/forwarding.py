@@ -1054,7 +1054,8 @@ def run(a: argparse.Namespace, run_dir: Path) -> None:
         rep_s = time.time() - t_rep
     mem = {n: proc_hwm_kib(b.procs[n if n != "direct" else "mock"]["popen"].pid) for n in targets}
     checks = [b.verify_redis(n, dbs[n]) for n in ("rec", "rec+hdr") if n in targets]
-    prof = b.profile("rec", a.profile) if a.profile > 0 and "rec" in targets else None
+    profiled = "rec" if "rec" in targets else targets[0]
+    prof = b.profile(profiled, a.profile) if a.profile > 0 else None
     agg = aggregate(reps, targets)
     md = report(b, agg, targets, mem, checks, len(reps))
     md += f"\n\n{machine()}; " + "; ".join(b.notes) + f"; wall time {time.time() - t_start:.0f}s"

@@ -73,6 +73,7 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
         review_rules=state.settings.review_rules,
     )
     yield
+    await state.store.close()
     await redis.aclose()
 
 

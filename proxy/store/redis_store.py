@@ -35,7 +35,8 @@ from proxy.store.feedback_ops import (
     merge_args,
     parse_result,
 )
-from proxy.store.keys import Keys
+from proxy.store.keys import SPAN_INDEXES, Keys
+from proxy.store.resp_pipe import pipe_for
 from proxy.store.row_columns import DEFAULT_COLUMNS, queue_rows, review_row
 from proxy.store.scripting import SCRIPTS, queue_script
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
@@ -68,6 +69,22 @@ def _refused_by_script(exc: ResponseError) -> bool:
     return any(mark in str(exc) for mark in _SCRIPT_ERROR_MARKS)
 
 
+def _trace_key_template(keys: Keys) -> tuple[str, tuple[str, ...]]:
+    """``keys.trace(t).all()`` as one head and a tail per key (each key is head + t + tail), so
+    a span's nine key names are nine concatenations; the names themselves stay in keys.py."""
+    mark = "\x00"
+    parts = [name.split(mark) for name in keys.trace(mark).all()]
+    head = parts[0][0]
+    if any(len(part) != 2 or part[0] != head for part in parts):
+        raise ValueError("a trace's key names must all be <head><trace_id><tail>")
+    return head, tuple(tail for _, tail in parts)
+
+
+def _score_pairs(mapping: dict[str, int]) -> list[Any]:
+    """ZADD's score and member arguments for a mapping, as redis-py's ``zadd`` sends them."""
+    return [item for member, score in mapping.items() for item in (score, member)]
+
+
 def _feedback_entry(record: dict[str, Any]) -> dict[Any, Any]:
     event = record["event"]
     return {
@@ -98,6 +115,24 @@ class RedisStore:
         # span; cleared past REGISTRY_CACHE entries (sessions and users are many).
         self._registered: set[str] = set()
         self._reviewed: set[tuple[str, str]] = set()  # (dataset, trace) rows known to exist
+        # Span batches skip redis-py's per-reply machinery on a single server (resp_pipe.py).
+        self._resp = pipe_for(client)
+        self._time_index = keys.index_by_time
+        self._index_prefix = {dimension: keys.index(dimension, "") for dimension in SPAN_INDEXES}
+        self._trace_key_head, self._trace_key_tails = _trace_key_template(keys)
+        self._xadd_span = ("XADD", keys.events, b"MAXLEN", b"~", str(EVENTS_MAXLEN), "*",
+                           "type", "span", "trace_id")  # fmt: skip
+
+    async def close(self) -> None:
+        """Close the span batch connection (the client is closed by whoever made it)."""
+        if self._resp is not None:
+            await self._resp.aclose()
+
+    def _batch(self) -> Any:
+        """A pipeline for the span batch path: the fast one where there is one."""
+        if self._resp is not None:
+            return self._resp.batch()
+        return self._client.pipeline(transaction=False)
 
     async def ping(self) -> bool:
         try:
@@ -144,7 +179,7 @@ class RedisStore:
         if not records:
             return
         sha = await self._sha("record_span")
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._batch()
         now_ms = str(int(time.time() * 1000))
         for record in records:
             self._queue_span(pipe, sha, record, now_ms)
@@ -155,7 +190,7 @@ class RedisStore:
             scored.append((trace_id, int(reply[1]), [n.decode() for n in reply[3:]]))
             if reply[2]:
                 states.append((trace_id, reply[2]))
-        await self._score_indexes(scored, await self._stats_pipe(states))
+        await self._score_indexes(scored, await self._stats_pipe(states, self._batch()))
 
     async def _score_indexes(
         self, scored: list[tuple[str, int, list[str]]], pipe: Any = None
@@ -169,11 +204,14 @@ class RedisStore:
         members: dict[str, dict[str, int]] = {}
         for trace_id, created_ms, names in scored:
             for name in names:
-                index = members.setdefault(name, {})
-                index[trace_id] = min(created_ms, index.get(trace_id, created_ms))
+                index = members.get(name)
+                if index is None:
+                    members[name] = {trace_id: created_ms}
+                elif created_ms < index.get(trace_id, created_ms + 1):
+                    index[trace_id] = created_ms
         pipe = pipe if pipe is not None else self._client.pipeline(transaction=False)
-        for name, mapping in members.items():
-            pipe.zadd(name, mapping, lt=True)
+        for name, mapping in members.items():  # = pipe.zadd(name, mapping, lt=True), on any pipe
+            pipe.execute_command("ZADD", name, b"LT", *_score_pairs(mapping))
         new = [name for name in members if name not in self._registered]
         if new:
             pipe.sadd(self._keys.index_registry, *new)
@@ -192,9 +230,10 @@ class RedisStore:
             if values:
                 pipe.sadd(self._keys.dimension_values(dimension), *values)
 
-    async def _stats_pipe(self, states: list[tuple[str, bytes]]) -> Any:
-        """A pipeline holding the stats moves of these (trace_id, stats state) pairs."""
-        pipe = self._client.pipeline(transaction=False)
+    async def _stats_pipe(self, states: list[tuple[str, bytes]], pipe: Any = None) -> Any:
+        """A pipeline (``pipe`` or a new one) holding the stats moves of these (trace_id,
+        stats state) pairs."""
+        pipe = pipe if pipe is not None else self._client.pipeline(transaction=False)
         if states:
             sha = await self._sha("stats_apply")
             for trace_id, state in states:
@@ -281,40 +320,45 @@ class RedisStore:
         return [orjson.loads(r) for r in rows if r is not None]
 
     def _queue_span(self, pipe: Any, sha: str, record: dict[str, Any], now_ms: str) -> None:
-        """Two commands per span: the script, then the stream entry (replies[::2] = scripts)."""
+        """Two commands per span: the script, then the stream entry (replies[::2] = scripts).
+
+        ``pipe`` is a redis-py pipeline or a ``RespBatch``. The commands are the raw EVALSHA
+        that ``queue_script`` queues and the XADD that redis-py's ``xadd`` builds (the same
+        bytes on the wire), with each argument list built once."""
         trace, span = record["trace"], record["span"]
-        trace_id, keys = trace["trace_id"], self._keys.trace(trace["trace_id"])
+        trace_id, span_id = trace["trace_id"], span["span_id"]
         span_json = orjson.dumps(span)
         attrs = trace.get("attributes") or {}
         tags = trace.get("tags") or []
         indexes = self._index_keys(trace, span)
-        args: list[Any] = [
-            trace_id, span["span_id"], span_json, record["started_ms"], now_ms, self._retention_s,
+        base = self._trace_key_head + trace_id
+        args: list[Any] = ["EVALSHA", sha, len(self._trace_key_tails)]
+        args += [base + tail for tail in self._trace_key_tails]
+        args += (
+            trace_id, span_id, span_json, record["started_ms"], now_ms, self._retention_s,
             trace.get("name") or "", trace.get("session_id") or "", trace.get("user_id") or "",
             span.get("model") or "", len(attrs), len(tags), len(indexes), self._upstream_prefix,
-        ]  # fmt: skip
+        )  # fmt: skip
         for key, value in attrs.items():
-            args += [key, orjson.dumps(value)]
-        trace_keys = keys.all()
-        queue_script(pipe, sha, trace_keys, *args, *tags, *indexes)
-        pipe.xadd(
-            self._keys.events,
-            {"type": "span", "trace_id": trace_id, "span_id": span["span_id"], "data": span_json},
-            maxlen=EVENTS_MAXLEN,
-            approximate=True,
-        )
+            args += (key, orjson.dumps(value))
+        args += tags
+        args += indexes
+        pipe.execute_command(*args)
+        pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
 
     def _index_keys(self, trace: dict[str, Any], span: dict[str, Any]) -> list[str]:
-        keys = [self._keys.index_by_time]
-        values = {
-            "session": [trace.get("session_id")],
-            "user": [trace.get("user_id")],
-            "model": [span.get("model")],
-            "upstream": [span.get("upstream")],
-            "tag": trace.get("tags") or [],
-        }
-        for dimension, items in values.items():
-            keys += [self._keys.index(dimension, item) for item in items if item]
+        """The indexes a span lists its trace in, in the order record_span.lua gets them: time,
+        then session, user, model and upstream when set, then one per tag."""
+        prefix = self._index_prefix
+        keys = [self._time_index]
+        for dimension, value in (
+            ("session", trace.get("session_id")), ("user", trace.get("user_id")),
+            ("model", span.get("model")), ("upstream", span.get("upstream")),
+        ):  # fmt: skip
+            if value:
+                keys.append(f"{prefix[dimension]}{value}")
+        tag = prefix["tag"]
+        keys += [f"{tag}{value}" for value in trace.get("tags") or () if value]
         return keys
 
     async def models_of(self, trace_id: str) -> set[str]:

@@ -27,10 +27,11 @@ async def wait_for_trace(
 async def wait_healthy(
     http: aiohttp.ClientSession, url: str, timeout: float, process: Any = None
 ) -> None:
-    """Until ``url``/healthz answers 200; fails early when ``process`` (a Popen) has exited."""
+    """Until ``url``/healthz answers 200; fails early when ``process`` (a Popen or an asyncio
+    subprocess) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process is None or process.poll() is None, "proxy process exited"
+        assert process is None or _running(process), "proxy process exited"
         try:
             async with http.get(f"{url}/healthz") as resp:
                 if resp.status == 200:
@@ -39,3 +40,8 @@ async def wait_healthy(
             pass
         await asyncio.sleep(0.05)
     raise AssertionError(f"{url} did not become healthy")
+
+
+def _running(process: Any) -> bool:
+    poll = getattr(process, "poll", None)  # subprocess.Popen; an asyncio process has none
+    return (poll() if poll is not None else process.returncode) is None

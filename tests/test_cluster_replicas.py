@@ -24,6 +24,7 @@ import aiohttp
 from proxy.store.embedded import free_port
 from tests.cluster_support import LocalCluster, start_cluster
 from tests.fake_provider import FakeProvider
+from tests.recording_helpers import wait_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
@@ -59,20 +60,6 @@ async def _spawn(index: int, root: Path, redis_url: str, upstream: str, key_pref
     return Replica(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}", process)
 
 
-async def _wait_serving(replica: Replica, http: aiohttp.ClientSession) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if replica.process.returncode is not None:
-            _, err = await replica.process.communicate()
-            raise AssertionError(f"replica exited at start: {err.decode()[-2000:]}")
-        with contextlib.suppress(aiohttp.ClientError):
-            async with http.get(f"{replica.url}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        await asyncio.sleep(0.05)
-    raise AssertionError("replica did not answer /healthz")
-
-
 async def _stop(replica: Replica) -> None:
     """SIGTERM (drain, flush), then the exit code must be 0."""
     if replica.process.returncode is None:
@@ -94,7 +81,7 @@ async def replicas(
     started = [await _spawn(i, root, cluster.url, upstream, key_prefix) for i in range(count)]
     try:
         for replica in started:
-            await _wait_serving(replica, http)
+            await wait_healthy(http, replica.url, START_TIMEOUT, replica.process)
         yield started
     finally:
         for replica in started:

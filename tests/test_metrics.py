@@ -24,7 +24,7 @@ from proxy.metrics_shared import local_snapshot, mark_dead, publish, read_others
 from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import COMPLETION_TOKENS, FakeProvider
-from tests.recording_helpers import wait_for_trace
+from tests.recording_helpers import wait_for_trace, wait_healthy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -442,7 +442,7 @@ async def test_two_workers_scrape_the_sum_whichever_answers(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await _served(process, f"http://127.0.0.1:{port}", http)
+        await wait_healthy(http, f"http://127.0.0.1:{port}", 15, process)
         await _calls_on_fresh_connections(f"http://127.0.0.1:{port}", 20)
         admin = f"http://127.0.0.1:{admin_port}"
         await scrape_until(
@@ -463,20 +463,6 @@ async def test_two_workers_scrape_the_sum_whichever_answers(
         if process.returncode is None:
             process.kill()
             await process.wait()
-
-
-async def _served(
-    process: asyncio.subprocess.Process, url: str, http: aiohttp.ClientSession
-) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        assert process.returncode is None, "serve exited during start-up"
-        with contextlib.suppress(aiohttp.ClientError):
-            async with http.get(f"{url}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        await asyncio.sleep(0.05)
-    raise AssertionError("serve did not answer /healthz")
 
 
 async def _calls_on_fresh_connections(url: str, count: int) -> None:

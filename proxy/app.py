@@ -25,7 +25,7 @@ from proxy.settings import Settings
 from proxy.state import STATE, ProxyState
 from proxy.store.connection import connect_to
 from proxy.store.keys import Keys
-from proxy.store.redis_checks import check_eviction_policy
+from proxy.store.redis_checks import startup_checks
 from proxy.store.redis_store import RedisStore
 from proxy.trace_models import TraceModels
 from proxy.upstream import Router, client_session
@@ -62,7 +62,7 @@ def create_app(settings: Settings, metrics_dir: Path | None = None) -> web.Appli
 async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     redis = state.redis = connect_to(state.settings.redis)
-    await check_eviction_policy(redis)  # warns only; bounded by the connect timeout
+    await startup_checks(redis)  # logs only; bounded by the connect timeout
     keys = Keys(state.settings.redis.key_prefix)
     feedback = state.settings.feedback
     state.store = RedisStore(

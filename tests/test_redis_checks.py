@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 
 from proxy.store.connection import connect, connect_cluster
 from proxy.store.embedded import free_port, redis_server_binary
-from proxy.store.redis_checks import check_eviction_policy
+from proxy.store.redis_checks import check_cluster_mode, check_eviction_policy
 from tests.cluster_support import LocalCluster
 from tests.conftest import StartProxy
 
@@ -195,3 +195,45 @@ async def test_one_evicting_primary_of_a_cluster_is_named(redis_cluster: LocalCl
     [warning] = logs
     assert warning["log_level"] == "warning"
     assert warning["nodes"] == [node.address]
+
+
+# -- the redis.cluster switch against the server it points at --------------------------------
+
+
+@pytest.mark.parametrize("cluster_setting", [False, True])
+async def test_a_matching_cluster_setting_logs_nothing(
+    cluster_setting: bool, redis_server: str, redis_cluster: LocalCluster
+) -> None:
+    url = redis_cluster.url if cluster_setting else redis_server
+    client = connect_cluster(url) if cluster_setting else connect(url)
+    try:
+        with capture_logs() as logs:
+            assert await check_cluster_mode(client)
+    finally:
+        await client.aclose()
+    assert logs == []
+
+
+async def test_a_plain_client_on_a_cluster_node_names_the_setting(
+    redis_cluster: LocalCluster,
+) -> None:
+    client = connect(redis_cluster.url)
+    try:
+        with capture_logs() as logs:
+            assert not await check_cluster_mode(client)
+    finally:
+        await client.aclose()
+    [error] = logs
+    assert error["log_level"] == "error"
+    assert "redis.cluster is false" in error["event"]
+
+
+async def test_a_cluster_client_on_a_plain_server_names_the_setting(redis_server: str) -> None:
+    client = connect_cluster(redis_server)
+    try:
+        with capture_logs() as logs:
+            assert not await check_cluster_mode(client)
+    finally:
+        await client.aclose()
+    [error] = logs
+    assert "redis.cluster is true" in error["event"]

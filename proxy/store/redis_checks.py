@@ -6,6 +6,10 @@ without an error anywhere, since an evicting Redis still answers every write wit
 ``noeviction`` a full Redis refuses writes instead, which the writer notices and answers by
 spooling, so nothing is lost silently. This check only warns; it never stops or slows the
 start beyond its time limit, because many managed Redis services disable ``CONFIG`` entirely.
+
+The other check is the ``redis.cluster`` switch itself: a single-server client on a cluster
+node gets MOVED for most keys, and a cluster client on a plain server cannot start; both
+would only show as "Redis unavailable" later, so start-up names the setting at once.
 """
 
 from __future__ import annotations
@@ -23,6 +27,34 @@ from proxy.store.errors import REDIS_FAILURES
 CHECK_TIMEOUT_S = 2.0
 SAFE_POLICY = "noeviction"
 _PARAMETER = "maxmemory-policy"
+
+
+async def startup_checks(client: aioredis.Redis | RedisCluster) -> None:
+    """Both checks at once, so an unreachable Redis delays start-up by one time limit only."""
+    await asyncio.gather(check_eviction_policy(client), check_cluster_mode(client))
+
+
+async def check_cluster_mode(
+    client: aioredis.Redis | RedisCluster, time_limit: float = CHECK_TIMEOUT_S
+) -> bool:
+    """Log an error naming ``redis.cluster`` when it does not match the server; True if it
+    matches or could not be told."""
+    log = structlog.get_logger("proxy.store.redis_checks")
+    try:
+        async with asyncio.timeout(time_limit):
+            if isinstance(client, RedisCluster):
+                await client.initialize()
+                return True
+            info = await client.info("cluster")
+    except REDIS_FAILURES as exc:
+        if "cluster mode is not enabled" not in str(exc).lower():
+            return True  # unreachable or not allowed: the writer reports outages itself
+        log.error("redis.cluster is true but redis.url is not a cluster node: set it to false")
+        return False
+    if str(info.get("cluster_enabled", 0)) == "1":
+        log.error("redis.url is a Redis Cluster node but redis.cluster is false: set it to true")
+        return False
+    return True
 
 
 async def check_eviction_policy(

@@ -49,8 +49,9 @@ def create_app(settings: Settings, metrics_dir: Path | None = None) -> web.Appli
         metrics_dir=metrics_dir,
     )
     app.cleanup_ctx.extend(
-        [_shared_metrics, _redis_store, _writer, _feedback, _retention, _client_session]
-    )
+        [_shared_metrics, _redis_store, _writer, _feedback, _retention, _client_session,
+         _companions]
+    )  # fmt: skip
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/feedback", post_feedback)
@@ -101,6 +102,14 @@ async def _feedback(app: web.Application) -> AsyncIterator[None]:
     state.feedback = FeedbackService(state.store, state.writer, timeout, models)
     yield
     await state.feedback.close()
+
+
+async def _companions(app: web.Application) -> AsyncIterator[None]:
+    """Last in, first out: on shutdown, after the proxy's calls drained, stop the admin
+    listener before the session, the writer and Redis go."""
+    yield
+    for runner in app[STATE].companions:
+        await runner.cleanup()
 
 
 async def _shared_metrics(app: web.Application) -> AsyncIterator[None]:

@@ -121,13 +121,15 @@ class Listeners:
         return self.proxy.app[STATE]
 
     async def stop(self) -> None:
-        """Admin first (its writes must reach the writer before it closes), then the proxy:
-        stop accepting, let calls finish, flush the writer."""
+        """Report draining, stop accepting proxy calls and let them finish, then stop the admin
+        listener (its /readyz says "draining" until then; see ``app._companions``), then
+        flush the writer."""
         self.state.draining = True
         try:
-            await self.admin.cleanup()
-        finally:
             await self.proxy.cleanup()
+        finally:
+            if self.admin.server is not None:  # the proxy's cleanup failed before stopping it
+                await self.admin.cleanup()
 
 
 async def start_listeners(
@@ -143,6 +145,7 @@ async def start_listeners(
         admin = await _start_runner(
             admin_app, settings.admin.host, settings.admin.port, reuse_port, shutdown_timeout=5
         )
+        proxy.app[STATE].companions.append(admin)
     except BaseException:
         await proxy.cleanup()
         raise

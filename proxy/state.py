@@ -35,6 +35,9 @@ class ProxyState:
     feedback_rules: FeedbackRules = field(init=False)
     token_secret: bytes = field(init=False)
     draining: bool = False
+    # Runners (the admin listener) to stop once the proxy's own calls have drained and before
+    # its resources close: meanwhile their /readyz says "draining", and their writes still land.
+    companions: list[web.AppRunner] = field(default_factory=list)
     metrics: CallMetrics = field(default_factory=CallMetrics)
     # With several worker processes: where each publishes its metrics for the others' scrapes.
     metrics_dir: Path | None = None

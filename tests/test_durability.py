@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,7 +92,8 @@ async def test_sigterm_during_streams_finishes_them_and_records_every_span(
     tmp_path: Path,
     http: aiohttp.ClientSession,
 ) -> None:
-    """SIGTERM lets running streams finish, flushes their spans, then the process exits 0."""
+    """SIGTERM lets running streams finish (the admin /readyz says "draining" meanwhile),
+    flushes their spans, then the process exits 0."""
     port, admin_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -114,6 +116,8 @@ async def test_sigterm_during_streams_finishes_them_and_records_every_span(
             for i in range(5)
         ]
         process.send_signal(signal.SIGTERM)
+        admin = f"http://127.0.0.1:{admin_port}"
+        assert await _reports_draining(http, admin)  # while the streams still run
         bodies = [await r.read() for r in responses]
         assert all(b"[DONE]" in b for b in bodies)  # every running stream finished
         assert await asyncio.to_thread(process.wait, SERVE_TIMEOUT) == 0
@@ -134,3 +138,15 @@ async def test_sigterm_during_streams_finishes_them_and_records_every_span(
     finally:
         reader.send_signal(signal.SIGTERM)
         reader.wait(SERVE_TIMEOUT)
+
+
+async def _reports_draining(http: aiohttp.ClientSession, admin: str, timeout: float = 3) -> bool:
+    """Whether the admin /readyz answers 503 "draining" within ``timeout`` (SIGTERM is
+    handled asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with http.get(f"{admin}/readyz") as resp:
+            if resp.status == 503 and (await resp.json())["status"] == "draining":
+                return True
+        await asyncio.sleep(0.02)
+    return False

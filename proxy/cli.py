@@ -99,6 +99,12 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--upstream", help="base URL of the default upstream")
     parser.add_argument("--redis", help="Redis URL (default: the embedded Redis)")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_const",
+        const=True,
+        help="--redis names a seed node of a Redis Cluster (redis.cluster = true)",
+    )
     parser.add_argument("--host", help="proxy listener address")
     parser.add_argument("--port", type=int, help="proxy listener port")
     parser.add_argument("--admin-port", type=int, help="admin listener port")
@@ -109,6 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for flag, key in (
         ("redis", "redis.url"),
+        ("redis_cluster", "redis.cluster"),
         ("host", "proxy.host"),
         ("port", "proxy.port"),
         ("admin_port", "admin.port"),

@@ -91,7 +91,7 @@ def test_serve_help_lists_the_flags(tmp_path: Path) -> None:
     """`serve --help` documents --config, --upstream, --redis, --port and --workers."""
     done = run_cli(tmp_path, "serve", "--help")
     assert done.returncode == 0, done.stderr
-    for flag in ("--config", "--upstream", "--redis", "--port", "--workers"):
+    for flag in ("--config", "--upstream", "--redis", "--redis-cluster", "--port", "--workers"):
         assert flag in done.stdout
 
 
@@ -151,6 +151,16 @@ def test_check_config_reads_config_file_and_env(tmp_path: Path) -> None:
     assert shown["proxy"]["host"] == "127.0.0.1"
     assert shown["proxy"]["workers"] == 4
     assert shown["proxy"]["port"] == 7003
+
+
+def test_redis_cluster_flag_sets_the_switch(tmp_path: Path) -> None:
+    """--redis-cluster with --redis: the URL is a cluster seed node; without it, no cluster."""
+    url = "redis://127.0.0.1:7000"
+    done = run_cli(tmp_path, "check-config", "--redis", url, "--redis-cluster")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["redis"]["cluster"] is True
+    plain = json.loads(run_cli(tmp_path, "check-config", "--redis", url).stdout)
+    assert plain["redis"]["cluster"] is False
 
 
 def test_upstream_flag_retargets_the_default_upstream(tmp_path: Path) -> None:

@@ -211,3 +211,15 @@ async def test_stats_through_the_proxy_follow_votes_sent_as_headers(
     assert [r["rating_average"] for r in rows if r["rating_count"]] == [2.0]
     assert body["group_by"] == "model"
     assert body["bucket"] == "day"
+
+
+async def test_a_bucket_is_counted_whole_even_when_until_cuts_it(
+    store: RedisStore, stats: FeedbackStats
+) -> None:
+    """until at noon: the day's row still counts the evening's trace and its vote (traces
+    and votes cover the same span of time)."""
+    evening = BASE_MS + 20 * HOUR_MS
+    await store.write_batch([span_record("tr-late", started_ms=evening)])
+    await store.write_batch([feedback("tr-late", user_feedback="negative")])
+    rows = await stats.query(StatsQuery("day", BASE_MS, BASE_MS + 12 * HOUR_MS, None))
+    assert as_expected(rows, None) == {(iso_from_ms(BASE_MS), ""): [1, 0, 1, 0, None]}

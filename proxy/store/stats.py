@@ -94,12 +94,12 @@ class FeedbackStats:
 
     async def _counts(self, query: StatsQuery) -> dict[int, dict[str, int]]:
         """Counter totals per bucket start (hour hashes summed into days)."""
-        hours = range(hour_of(query.starts()[0]), query.until_ms + 1, HOUR_MS)
+        step, starts = BUCKET_MS[query.bucket], query.starts()
+        hours = range(starts[0], starts[-1] + step, HOUR_MS)  # every bucket whole, like ZCOUNT
         pipe = self._client.pipeline(transaction=False)
         for hour in hours:
             pipe.hgetall(self._keys.stats_counts(hour))
-        step = BUCKET_MS[query.bucket]
-        totals: dict[int, dict[str, int]] = {start: {} for start in query.starts()}
+        totals: dict[int, dict[str, int]] = {start: {} for start in starts}
         for hour, fields in zip(hours, await pipe.execute(), strict=True):
             bucket = totals[hour - hour % step]
             for field, value in fields.items():

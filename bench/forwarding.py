@@ -428,7 +428,7 @@ def mock_main(argv: list[str]) -> None:
 # orchestration: processes (own process groups), /proc, measurements
 # =============================================================================================
 def start(name: str, argv: list[str], cpu: int | None, log_dir: Path, **kw: Any) -> dict[str, Any]:
-    if cpu is not None and shutil.which("taskset"):
+    if cpu is not None and cpu >= 0 and shutil.which("taskset"):  # -1: not pinned
         argv = ["taskset", "-c", str(cpu), *argv]
     logf = (log_dir / f"{name}.log").open("wb")
     p = subprocess.Popen(
@@ -1000,8 +1000,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--builtin-mock", action="store_true", help="ignore ../shared/bench/mock_upstream.py"
     )
-    p.add_argument("--client-cpu", type=int, default=0)
-    p.add_argument("--proxy-cpu", type=int, default=1)
+    p.add_argument("--client-cpu", type=int, default=0, help="-1: not pinned")
+    p.add_argument("--proxy-cpu", type=int, default=1, help="-1: not pinned (e.g. workers > 1)")
     p.add_argument("--time-budget", type=float, default=230.0, help="no new rep past it (s)")
     p.add_argument(
         "--profile",

@@ -1106,7 +1106,8 @@ def main() -> None:
         a.proxy_cpu = a.client_cpu = 0
         print("warning: fewer than 2 CPUs: everything shares CPU 0", flush=True)
     with contextlib.suppress(AttributeError, OSError):
-        os.sched_setaffinity(0, {a.client_cpu})  # the orchestrator stays off the proxy's core
+        if a.client_cpu >= 0:  # the orchestrator stays off the proxy's core
+            os.sched_setaffinity(0, {a.client_cpu})
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(a.out_dir or tempfile.gettempdir()) / ("" if a.out_dir else f"fp-bench/{stamp}")
     run_dir.mkdir(parents=True, exist_ok=True)

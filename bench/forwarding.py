@@ -469,6 +469,28 @@ def _on_signal(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_bench(a: Any, kind: str, run: Any) -> None:
+    """The shared ``main`` of a bench script: pin the orchestrator, make its run directory
+    (``fp-bench/<kind>-<stamp>``), turn signals into a clean stop of every process started,
+    exit with ``run(a, run_dir)``'s code (130 when interrupted)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, {a.client_cpu})  # the orchestrator stays off the proxy's core
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(a.out_dir or Path(tempfile.gettempdir()) / "fp-bench" / f"{kind}-{stamp}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    rc = 1
+    try:
+        rc = run(a, run_dir)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping everything", file=sys.stderr)
+        rc = 130
+    finally:
+        stop_all()
+    sys.exit(rc)
+
+
 def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         st = f.read()

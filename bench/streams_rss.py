@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
-import os
-import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -190,23 +186,7 @@ def verify(b: fw.Bench) -> dict[str, Any]:
 
 
 def main() -> None:
-    a = parse_args(sys.argv[1:])
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setaffinity(0, {a.client_cpu})  # the orchestrator stays off the proxy's core
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(a.out_dir or Path(tempfile.gettempdir()) / "fp-bench" / f"streams-{stamp}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, fw._on_signal)
-    rc = 1
-    try:
-        rc = run(a, run_dir)
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopping everything", file=sys.stderr)
-        rc = 130
-    finally:
-        fw.stop_all()
-    sys.exit(rc)
+    fw.run_bench(parse_args(sys.argv[1:]), "streams", run)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ EXPOSE 8080 8081
 # Alive check on the proxy listener, at the port and address the effective settings give
 # (config file and FEEDBACK_PROXY_* variables; a --port flag on the command line is not seen).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "from urllib.request import urlopen; from proxy.settings import load_settings; p = load_settings().proxy; h = '127.0.0.1' if p.host in ('0.0.0.0', '::', '') else p.host; h = f'[{h}]' if ':' in h else h; urlopen(f'http://{h}:{p.port}/healthz', timeout=2)"]
+  CMD ["python", "-c", "from urllib.request import urlopen; from proxy.config import load_settings; p = load_settings().proxy; h = '127.0.0.1' if p.host in ('0.0.0.0', '::', '') else p.host; h = f'[{h}]' if ':' in h else h; urlopen(f'http://{h}:{p.port}/healthz', timeout=2)"]
 # SIGTERM drains: at worst 5 s + 2 x proxy.drain_seconds; give `docker stop -t` more than that.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["feedback-proxy"]

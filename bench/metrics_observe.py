@@ -27,11 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from proxy.call import Call  # noqa: E402
-from proxy.metrics import DURATION_BUCKETS, TTFT_BUCKETS, CallMetrics  # noqa: E402
-from proxy.settings import load_settings  # noqa: E402
-from proxy.trace_context import parse_trace_context  # noqa: E402
-from proxy.upstream import Router  # noqa: E402
+from proxy.config import load_settings  # noqa: E402
+from proxy.gateway.call import Call  # noqa: E402
+from proxy.gateway.upstream import Router  # noqa: E402
+from proxy.metrics.calls import DURATION_BUCKETS, TTFT_BUCKETS, CallMetrics  # noqa: E402
+from proxy.tracing.context import parse_trace_context  # noqa: E402
 
 USAGE = {"input_tokens": 12, "output_tokens": 40, "total_tokens": 52}
 

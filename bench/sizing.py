@@ -64,9 +64,9 @@ from redis.asyncio.client import Pipeline  # noqa: E402
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster  # noqa: E402
 from redis.asyncio.connection import AbstractConnection  # noqa: E402
 
-from proxy.log import configure_logging  # noqa: E402
-from proxy.server import Listeners, bound_port, start_listeners  # noqa: E402
-from proxy.settings import load_settings  # noqa: E402
+from proxy.config import load_settings  # noqa: E402
+from proxy.runtime.log import configure_logging  # noqa: E402
+from proxy.runtime.server import Listeners, bound_port, start_listeners  # noqa: E402
 from proxy.store import connection as redis_connection  # noqa: E402
 from proxy.store.embedded import free_port, redis_server_binary  # noqa: E402
 from proxy.store.resp_pipe import RespPipe  # noqa: E402

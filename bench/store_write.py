@@ -25,13 +25,13 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from proxy.recorder import Recorder
-from proxy.settings import CaptureSettings
+from proxy.config import CaptureSettings
+from proxy.recording.recorder import Recorder
 from proxy.store.connection import connect
 from proxy.store.embedded import free_port, redis_server_binary
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from proxy.trace_context import parse_trace_context
+from proxy.tracing.context import parse_trace_context
 
 REQUEST = orjson.dumps(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello in five words"}]}

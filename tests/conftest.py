@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.server import Listeners, bound_port, start_listeners
-from proxy.settings import RedisSettings, Settings, load_settings
+from proxy.config import RedisSettings, Settings, load_settings
+from proxy.runtime.server import Listeners, bound_port, start_listeners
 from proxy.store.connection import connect_to
 from proxy.store.embedded import EmbeddedRedis, free_port
 from proxy.store.keys import Keys

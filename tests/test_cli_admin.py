@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
-from proxy.admin_client import TerminalProgress, _RowCounter, format_traces
-from proxy.cli import main
+from proxy.cli.admin_client import TerminalProgress, _RowCounter, format_traces
+from proxy.cli.main import main
 from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.recording_helpers import wait_for_trace
@@ -149,7 +149,7 @@ async def test_export_json_follows_pages(
     running: RunningProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """JSON export walks next_cursor (pages of one here) and writes one array."""
-    monkeypatch.setattr("proxy.admin_client.PAGE_LIMIT", 1)
+    monkeypatch.setattr("proxy.cli.admin_client.PAGE_LIMIT", 1)
     out = tmp_path / "ds.json"
     assert await cli("export", "ds", "--format", "json", "-o", str(out),
                      "--admin-url", running.admin_url) == 0  # fmt: skip

@@ -25,7 +25,7 @@ from proxy.store.embedded import free_port
 from proxy.store.errors import StoreUnavailable
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from proxy.writer import Writer
+from proxy.writer.writer import Writer
 from tests.cluster_support import LocalCluster, start_cluster
 from tests.conftest import StartProxy
 from tests.test_store import span_record

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.cli import main
-from proxy.settings import ConfigError, RedisSettings, load_settings
+from proxy.cli.main import main
+from proxy.config import ConfigError, RedisSettings, load_settings
 from proxy.store.connection import FailFastCluster, FastConnection, connect_to
 
 

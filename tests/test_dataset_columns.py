@@ -10,15 +10,15 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.store.keys import Keys
-from proxy.store.redis_store import RedisStore
-from proxy.store.row_columns import (
+from proxy.datasets.columns import (
     DEFAULT_COLUMNS,
     InvalidColumns,
     column_value,
     csv_header,
     parse_columns,
 )
+from proxy.store.keys import Keys
+from proxy.store.redis_store import RedisStore
 from tests.conftest import RunningProxy
 from tests.test_datasets import admin, call, make_trace, rows_url, store, text_of
 

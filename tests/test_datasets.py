@@ -12,10 +12,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.store.datasets import chat_messages, csv_record, jsonl_line
+from proxy.datasets.columns import csv_header
+from proxy.datasets.formats import chat_messages, csv_record, jsonl_line
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from proxy.store.row_columns import csv_header
 from tests.conftest import RunningProxy, StartProxy
 from tests.test_feedback_store import feedback
 from tests.test_store import span_record

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from proxy.settings import ConfigError, load_settings
+from proxy.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"

@@ -11,8 +11,9 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from proxy.errors import BadRequest
-from proxy.feedback import (
+from proxy.config import FeedbackSettings
+from proxy.core.errors import BadRequest
+from proxy.feedback.parse import (
     FEEDBACK_HEADERS,
     FEEDBACK_KEYS,
     Feedback,
@@ -24,7 +25,6 @@ from proxy.feedback import (
     validate_attributes,
     validate_id,
 )
-from proxy.settings import FeedbackSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 NOW_TEXT = "2026-11-26T12:00:00.000Z"
@@ -732,7 +732,8 @@ def test_format_timestamp() -> None:
 def test_module_is_pure() -> None:
     """Importing feedback loads neither aiohttp nor redis."""
     code = (
-        "import sys, proxy.feedback; print([m for m in ('aiohttp', 'redis') if m in sys.modules])"
+        "import sys, proxy.feedback.parse; "
+        "print([m for m in ('aiohttp', 'redis') if m in sys.modules])"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

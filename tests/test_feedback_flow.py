@@ -15,7 +15,7 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from proxy.feedback_token import issue
+from proxy.feedback.token import issue
 from proxy.store.embedded import EmbeddedRedis, free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import FakeProvider, reply_text

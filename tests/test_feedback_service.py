@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from proxy.feedback import Feedback
-from proxy.feedback_service import FeedbackService, feedback_record
+from proxy.feedback.events import feedback_record
+from proxy.feedback.parse import Feedback
+from proxy.feedback.service import FeedbackService
 from proxy.store.connection import connect
 from proxy.store.embedded import free_port
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from proxy.writer import Writer
+from proxy.writer.writer import Writer
 
 
 def vote(value: str, feedback_id: str = "v-1") -> Feedback:

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.feedback import Feedback, feedback_tags
-from proxy.feedback_service import feedback_record
-from proxy.records import iso_from_ms
-from proxy.settings import ReviewRule
+from proxy.config import ReviewRule
+from proxy.core.records import iso_from_ms
+from proxy.feedback.events import feedback_record
+from proxy.feedback.parse import Feedback, feedback_tags
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from tests.test_store import span_record

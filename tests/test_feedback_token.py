@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from proxy.errors import Unauthorized
-from proxy.feedback_token import issue, verify
+from proxy.core.errors import Unauthorized
+from proxy.feedback.token import issue, verify
 
 SECRET = b"s" * 32
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -175,7 +175,7 @@ def test_token_is_header_safe() -> None:
 def test_module_is_pure() -> None:
     """Importing feedback_token loads neither aiohttp nor redis."""
     code = (
-        "import sys, proxy.feedback_token; "
+        "import sys, proxy.feedback.token; "
         "print([m for m in ('aiohttp', 'redis') if m in sys.modules])"
     )
     result = subprocess.run(

@@ -17,10 +17,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.feedback_service import FeedbackCounts
-from proxy.metrics import MAX_MODEL_CHARS, CallMetrics, Distribution, ModelLabels
-from proxy.metrics_export import merge, render
-from proxy.metrics_shared import local_snapshot, mark_dead, publish, read_others
+from proxy.metrics.calls import MAX_MODEL_CHARS, CallMetrics, Distribution, ModelLabels
+from proxy.metrics.feedback import FeedbackCounts
+from proxy.metrics.prometheus import merge, render
+from proxy.metrics.workers import local_snapshot, mark_dead, publish, read_others
 from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import COMPLETION_TOKENS, FakeProvider
@@ -339,7 +339,7 @@ async def test_metrics_needs_the_admin_token_once_one_is_set(
 def test_metrics_core_is_pure() -> None:
     """The hot-path counters and the rendering import neither aiohttp nor redis."""
     code = (
-        "import sys, proxy.metrics, proxy.metrics_export\n"
+        "import sys, proxy.metrics.calls, proxy.metrics.prometheus\n"
         "assert not {'aiohttp', 'redis'} & set(sys.modules), sys.modules.keys()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from proxy.admin.openapi import openapi_document
+from proxy.admin.api.openapi import openapi_document
 from tests.conftest import StartProxy
 
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

@@ -13,16 +13,16 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.providers import (
+from proxy.recording.providers import (
     anthropic_messages,
     openai_chat,
     openai_completions,
     openai_embeddings,
     openai_responses,
 )
-from proxy.providers.base import EndpointParser, ParsedResponse, Usage
-from proxy.providers.registry import parser_for
-from proxy.sse import SSEDecoder, SSEEvent
+from proxy.recording.providers.base import EndpointParser, ParsedResponse, Usage
+from proxy.recording.providers.registry import parser_for
+from proxy.recording.sse import SSEDecoder, SSEEvent
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 CHAT = openai_chat.PARSER
@@ -336,7 +336,7 @@ def test_every_parser_has_a_distinct_name() -> None:
 def test_parsers_are_pure() -> None:
     """Importing the parsers and the SSE decoder imports neither aiohttp nor redis."""
     code = (
-        "import sys, proxy.sse, proxy.providers.registry\n"
+        "import sys, proxy.recording.sse, proxy.recording.providers.registry\n"
         "assert not {'aiohttp', 'redis'} & set(sys.modules), sys.modules.keys()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from proxy.settings import Settings, UpstreamSettings
+from proxy.config import Settings, UpstreamSettings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # Numeric settings that bound nothing: where to listen, and how many processes.

@@ -29,7 +29,7 @@ from proxy.store.errors import StoreUnavailable
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.resp_pipe import RespPipe, endpoint_of, pipe_for
-from proxy.writer import Writer
+from proxy.writer.writer import Writer
 from tests.test_feedback_store import feedback
 from tests.test_store import span_record
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from proxy.settings import (
+from proxy.config import (
     ConfigError,
     ReviewRule,
     Settings,

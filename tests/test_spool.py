@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy import spool as spool_module
-from proxy.spool import Spool
+from proxy.writer import spool as spool_module
+from proxy.writer.spool import Spool
 
 
 def records(count: int, start: int = 0) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from proxy.sse import SSEDecoder, SSEEvent
+from proxy.recording.sse import SSEDecoder, SSEEvent
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 TRANSCRIPT_NAMES = sorted(path.name for path in TRANSCRIPTS.glob("*.sse"))

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.admin.stats import parse_stats_query
-from proxy.admin.trace_list import InvalidParameter
-from proxy.records import iso_from_ms
+from proxy.admin.api.stats import parse_stats_query
+from proxy.admin.params import InvalidParameter
+from proxy.core.records import iso_from_ms
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.stats import HOUR_MS, FeedbackStats, StatsQuery

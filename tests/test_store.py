@@ -27,7 +27,7 @@ def span_record(
     **trace: Any,
 ) -> dict[str, Any]:
     started_ms = started_ms or int(time.time() * 1000)
-    from proxy.records import iso_from_ms
+    from proxy.core.records import iso_from_ms
 
     return {
         "id": f"span:{trace_id}:{span_id}",

@@ -10,13 +10,12 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from proxy.errors import BadRequest
-from proxy.trace_context import (
+from proxy.core.errors import BadRequest
+from proxy.core.ids import new_span_id, new_trace_id
+from proxy.tracing.context import (
     CONSUMED_HEADERS,
     CONSUMED_PREFIXES,
     TraceContext,
-    new_span_id,
-    new_trace_id,
     parse_trace_context,
     w3c_trace_id_for,
 )
@@ -537,7 +536,7 @@ def test_forwarded_headers_are_not_consumed() -> None:
 def test_module_is_pure() -> None:
     """Importing trace_context loads neither aiohttp nor redis."""
     code = (
-        "import sys, proxy.trace_context; "
+        "import sys, proxy.tracing.context; "
         "print([m for m in ('aiohttp', 'redis') if m in sys.modules])"
     )
     result = subprocess.run(

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.admin.trace_list import InvalidParameter, parse_trace_list
-from proxy.records import iso_from_ms
+from proxy.admin.params import InvalidParameter, parse_trace_list
+from proxy.core.records import iso_from_ms
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.trace_query import (

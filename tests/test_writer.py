@@ -28,9 +28,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from proxy import spool as spool_module
-from proxy.spool import Spool
-from proxy.writer import StoreUnavailable, Writer
+from proxy.writer import spool as spool_module
+from proxy.writer.spool import Spool
+from proxy.writer.writer import StoreUnavailable, Writer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = {"flush_interval": 0.01, "write_timeout": 0.2, "retry_interval": 0.05}
@@ -301,7 +301,7 @@ import asyncio, os, sys
 from pathlib import Path
 import orjson
 import redis.asyncio as aioredis
-from proxy.writer import Writer
+from proxy.writer.writer import Writer
 
 url, key, spool_dir = sys.argv[1:4]
 

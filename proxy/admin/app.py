@@ -11,8 +11,7 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.admin.common import ADMIN_STATE, error_response, json_response
-from proxy.admin.datasets import (
+from proxy.admin.api.datasets import (
     add_rows,
     delete_dataset,
     delete_row,
@@ -20,13 +19,14 @@ from proxy.admin.datasets import (
     list_rows,
     patch_row,
 )
-from proxy.admin.metrics import get_metrics
-from proxy.admin.openapi import openapi_json
-from proxy.admin.patch import patch_span, patch_trace
-from proxy.admin.stats import feedback_stats
-from proxy.admin.trace_list import list_traces
-from proxy.admin.traces import get_trace
-from proxy.state import ProxyState
+from proxy.admin.api.metrics import get_metrics
+from proxy.admin.api.openapi import openapi_json
+from proxy.admin.api.patch import patch_span, patch_trace
+from proxy.admin.api.stats import feedback_stats
+from proxy.admin.api.traces import get_trace
+from proxy.admin.params import list_traces
+from proxy.admin.responses import ADMIN_STATE, error_response, json_response
+from proxy.runtime.state import ProxyState
 from proxy.store.errors import StoreUnavailable
 
 _OPEN_PATHS = frozenset({"/healthz"})

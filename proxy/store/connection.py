@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
 if TYPE_CHECKING:
-    from proxy.settings import RedisSettings
+    from proxy.config import RedisSettings
 
 # Connections per cluster node. redis-py's cluster client raises MaxConnectionsError past it
 # (it does not wait), and the single-server pool has no limit: so high that only a runaway

@@ -7,8 +7,8 @@ of names. Rows are copies: they never expire with their trace. A row update is a
 compare-and-set Lua script on the row, retried when another writer got there first.
 
 Row reads walk ``order`` in chunks from a position ``(score, trace_id)``, the order Redis keeps,
-so a cursor stays valid while rows are added or deleted. The export shapes (JSONL in the
-OpenAI chat fine-tuning format, CSV) are pure functions of one row.
+so a cursor stays valid while rows are added or deleted. The export shapes are
+``proxy.datasets.formats``.
 """
 
 from __future__ import annotations
@@ -24,18 +24,16 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 
-from proxy.records import iso_from_ms
+from proxy.core.records import iso_from_ms
+from proxy.datasets.columns import (
+    DEFAULT_COLUMNS,
+    csv_header,
+    review_row,
+)
+from proxy.store.dataset_writes import queue_rows
 from proxy.store.errors import REDIS_FAILURES, StoreUnavailable, unavailable
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from proxy.store.row_columns import (
-    DEFAULT_COLUMNS,
-    FIXED_COLUMNS,
-    ROW_TAIL_COLUMNS,
-    csv_header,
-    queue_rows,
-    review_row,
-)
 
 # KEYS[1] rows hash; ARGV row_id, the row JSON read, the new row JSON.
 # -> -1 no such row, 0 changed meanwhile (read again), 1 written.
@@ -268,65 +266,3 @@ def _sorts_after(position: RowPosition | None, member: str, score: float) -> boo
 
 
 # -- export shapes (pure) ------------------------------------------------------------------------
-
-
-def chat_messages(row_input: Any) -> list[Any]:
-    """The input as chat messages: OpenAI ``messages``, Anthropic ``system`` + ``messages``,
-    Responses ``instructions`` + ``input``, or a bare completion ``prompt``."""
-    if not isinstance(row_input, dict):
-        return []
-    messages: list[Any] = []
-    system = row_input.get("system", row_input.get("instructions"))
-    if isinstance(system, str) and system:
-        messages.append({"role": "system", "content": system})
-    for field in ("messages", "input", "prompt"):
-        value = row_input.get(field)
-        if isinstance(value, list):
-            return messages + value
-        if isinstance(value, str):
-            return [*messages, {"role": "user", "content": value}]
-    return messages
-
-
-def output_text(row: dict[str, Any]) -> str:
-    output = row.get("output")
-    text = output.get("text") if isinstance(output, dict) else None
-    return text if isinstance(text, str) else ""
-
-
-def jsonl_line(row: dict[str, Any]) -> bytes:
-    """One line of the OpenAI chat fine-tuning format, feedback and annotation as metadata."""
-    metadata = {
-        "trace_id": row.get("trace_id"),
-        **(row.get("feedback") or {}),
-        "annotation_status": row.get("annotation_status"),
-        "annotation": row.get("annotation"),
-    }
-    messages = [
-        *chat_messages(row.get("input")),
-        {"role": "assistant", "content": output_text(row)},
-    ]
-    return orjson.dumps({"messages": messages, "metadata": metadata}) + b"\n"
-
-
-def csv_record(row: dict[str, Any], header: Sequence[str]) -> list[str]:
-    """The row's CSV cells under ``header`` (csv_header()); JSON text for input, annotation
-    and structured column values."""
-    feedback = row.get("feedback") or {}
-    mapped = header[len(FIXED_COLUMNS) : len(header) - len(ROW_TAIL_COLUMNS)]
-    return [
-        str(row.get("row_id") or ""),
-        str(row.get("trace_id") or ""),
-        orjson.dumps(row.get("input")).decode(),
-        output_text(row),
-        *(_cell(feedback.get(column)) for column in mapped),
-        str(row.get("annotation_status") or ""),
-        orjson.dumps(row.get("annotation")).decode(),
-        str(row.get("added_at") or ""),
-    ]
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else orjson.dumps(value).decode()

@@ -2,17 +2,13 @@
 
 from redis.exceptions import RedisClusterException, RedisError
 
+from proxy.core.errors import StoreUnavailable
+
+__all__ = ["REDIS_FAILURES", "StoreUnavailable", "unavailable"]
+
 # What a Redis client raises when Redis cannot answer: redis-py's errors, socket errors, and
 # the cluster client's slot-map failures (RedisClusterException is not a RedisError).
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, RedisClusterException)
-
-
-class StoreUnavailable(Exception):
-    """Redis is down, slow past its timeout, or refused the command (e.g. a cluster slot down).
-
-    The writer answers it by spooling; the admin API by 503. Raised only by the store, which
-    translates redis-py's exceptions in one place.
-    """
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:

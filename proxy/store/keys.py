@@ -8,14 +8,7 @@ atomic change (see docs/storage.md). Pure: imports neither aiohttp nor redis.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-
-# A dataset name is the hash tag of its keys: it must not hold braces (an empty or shifted tag
-# would put a dataset's keys in different cluster slots). The admin API and the review rules
-# in the config both check names against it.
-DATASET_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-DATASET_NAME_RULE = "must be 1-64 characters of A-Z a-z 0-9 . _ -"
 
 # Index dimensions a span write maintains (feedback dimensions are added by feedback merges).
 SPAN_INDEXES = ("session", "user", "model", "upstream", "tag")

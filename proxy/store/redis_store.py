@@ -26,10 +26,12 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from proxy.records import assemble_trace, iso_from_ms
-from proxy.settings import ReviewRule
+from proxy.config import ReviewRule
+from proxy.core.records import iso_from_ms
+from proxy.datasets.columns import DEFAULT_COLUMNS, review_row
+from proxy.store.dataset_writes import queue_rows
 from proxy.store.errors import REDIS_FAILURES, unavailable
-from proxy.store.feedback_ops import (
+from proxy.store.feedback_merge import (
     MergeResult,
     matching_rules,
     merge_args,
@@ -37,9 +39,9 @@ from proxy.store.feedback_ops import (
 )
 from proxy.store.keys import SPAN_INDEXES, Keys
 from proxy.store.resp_pipe import pipe_for
-from proxy.store.row_columns import DEFAULT_COLUMNS, queue_rows, review_row
 from proxy.store.scripting import SCRIPTS, queue_script
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
+from proxy.store.trace_read import assemble_trace
 
 EVENTS_MAXLEN = 100_000
 REGISTRY_CACHE = 50_000

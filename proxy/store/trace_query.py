@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from proxy.records import iso_from_ms
+from proxy.core.records import iso_from_ms
 from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.keys import Keys
 

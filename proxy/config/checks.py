@@ -1,0 +1,171 @@
+"""What makes settings valid, and how they are shown: ranges, cross-field rules, masking.
+
+Every rule raises ``ConfigError`` naming the dotted key, so a bad value stops start-up with
+one line. Kept apart from loading (``settings.py``), which only turns text into typed values.
+Pure: imports neither aiohttp nor redis.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from proxy.config.model import RedisSettings, Settings
+
+RESERVED_ROUTES = frozenset({"v1", "feedback", "healthz", "readyz", "metrics", "api"})
+SECRET_KEYS = frozenset({"proxy.keys", "admin.token", "feedback.token_secret"})
+_UPSTREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """A bad setting; ``str()`` is the one line shown to the user."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+def one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def validate(settings: Settings) -> None:
+    """Check ranges and cross-field rules; raise ConfigError naming the first bad key."""
+    p, a = settings.proxy, settings.admin
+    _check_range("proxy.port", p.port, 0, 65535)
+    _check_range("admin.port", a.port, 0, 65535)
+    _check_range("proxy.workers", p.workers, 1, 256)
+    _check_range("proxy.max_body_bytes", p.max_body_bytes, 1, 2**40)
+    _check_range("proxy.max_header_bytes", p.max_header_bytes, 1024, 1024 * 1024)
+    _check_range("proxy.max_connections", p.max_connections, 1, 1_000_000)
+    _check_range("proxy.drain_seconds", p.drain_seconds, 0, 86400)
+    _check_range("redis.retention_days", settings.redis.retention_days, 1, 36500)
+    _check_range("writer.queue_size", settings.writer.queue_size, 1, 10**7)
+    _check_range("writer.batch_size", settings.writer.batch_size, 1, 100_000)
+    _check_range("writer.write_timeout", settings.writer.write_timeout, 0.01, 600)
+    _check_range("capture.max_bytes", settings.capture.max_bytes, 0, 2**31)
+    _check_range("feedback.token_ttl_seconds", settings.feedback.token_ttl_seconds, 1, 2**31)
+    _check_range("feedback.max_events_per_trace", settings.feedback.max_events_per_trace, 1, 10**6)
+    _check_choice("feedback.on_invalid", settings.feedback.on_invalid, ("reject", "warn"))
+    _check_choice("log.level", settings.log.level, ("debug", "info", "warning", "error"))
+    _check_choice("log.format", settings.log.format, ("auto", "json", "console"))
+    _check_redis(settings.redis)
+    _check_upstreams(settings)
+    if not _is_loopback(a.host) and not a.token:
+        raise ConfigError("admin.token", f"required when admin.host is not loopback ({a.host})")
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be between {low} and {high}, got {value}")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _split_url(key: str, url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(key, f"is not a valid URL ({one_line(exc)})") from None
+    return parts
+
+
+def _check_redis(redis: RedisSettings) -> None:
+    if redis.url and _split_url("redis.url", redis.url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,32}", redis.key_prefix):
+        raise ConfigError("redis.key_prefix", "must be 1-32 characters of A-Z a-z 0-9 _ . : -")
+    if redis.cluster:
+        _check_cluster_url(redis.url)
+
+
+def _check_cluster_url(url: str) -> None:
+    """A cluster is reached through one seed node over TCP; it has only database 0. The
+    embedded Redis (empty url) is a single server, so it cannot stand in for one."""
+    if not url:
+        raise ConfigError(
+            "redis.cluster",
+            "needs redis.url set to a seed node (redis://host:port); "
+            "the embedded Redis is a single server, not a cluster",
+        )
+    parts = _split_url("redis.url", url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ConfigError("redis.url", "must be redis://host:port or rediss:// with redis.cluster")
+    if parts.path.strip("/") not in {"", "0"}:
+        raise ConfigError("redis.url", "a Redis Cluster has only database 0")
+
+
+def _check_upstreams(settings: Settings) -> None:
+    if not settings.upstreams:
+        raise ConfigError("upstreams", "at least one upstream is required")
+    for name, upstream in settings.upstreams.items():
+        key = f"upstreams.{name}"
+        if not _UPSTREAM_NAME.match(name) or name in RESERVED_ROUTES:
+            raise ConfigError(
+                key,
+                "name must be [a-z0-9_-] and not one of: v1 feedback healthz readyz metrics api",
+            )
+        _check_base_url(f"{key}.base_url", upstream.base_url)
+        _check_range(f"{key}.connect_timeout", upstream.connect_timeout, 0.001, 3600)
+        _check_range(f"{key}.read_timeout", upstream.read_timeout, 0.001, 86400)
+    if settings.proxy.default_upstream not in settings.upstreams:
+        names = ", ".join(sorted(settings.upstreams))
+        raise ConfigError("proxy.default_upstream", f"must name an upstream ({names})")
+
+
+def _check_base_url(key: str, url: str) -> None:
+    parts = _split_url(key, url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(key, f"must be an http:// or https:// URL, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(key, "must not carry a query or a fragment")
+
+
+def _is_loopback(host: str) -> bool:
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets replaced by ``***`` (for check-config)."""
+    result: dict[str, Any] = {}
+    for section in fields(settings):
+        if section.name in ("upstreams", "review_rules"):
+            continue
+        values = getattr(settings, section.name)
+        result[section.name] = {
+            f.name: _mask(f"{section.name}.{f.name}", getattr(values, f.name))
+            for f in fields(values)
+        }
+    result["upstreams"] = {
+        name: {f.name: getattr(up, f.name) for f in fields(up)}
+        for name, up in settings.upstreams.items()
+    }
+    result["review"] = {
+        "rules": [{"dataset": r.dataset, "when": r.when} for r in settings.review_rules]
+    }
+    if settings.redis.url:
+        result["redis"]["url"] = _mask_url_password(settings.redis.url)
+    return result
+
+
+def _mask(key: str, value: Any) -> Any:
+    if key not in SECRET_KEYS or not value:
+        return list(value) if isinstance(value, tuple) else value
+    return ["***"] * len(value) if isinstance(value, tuple) else "***"
+
+
+def _mask_url_password(url: str) -> str:
+    """Hide a password in the userinfo and in a ``password=`` query parameter."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)]
+    return parts._replace(netloc=netloc, query=urlencode(query, safe="*")).geturl()

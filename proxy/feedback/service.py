@@ -1,0 +1,73 @@
+"""Feedback on its way in: a merge record applied through the store, or queued behind the writer.
+
+The I/O shell around the pure parts (``parse``, ``events``): it applies a record within the
+writer's timeout, and reports ``applied``, ``queued`` (spooled: applied later, exactly once)
+or ``full`` (the trace's history cap is reached; nothing changed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from proxy.core.errors import StoreUnavailable
+from proxy.feedback.model_lookup import TraceModels
+from proxy.metrics.feedback import FeedbackCounts
+from proxy.store.redis_store import RedisStore
+from proxy.writer import Writer
+
+
+class FeedbackService:
+    """Applies feedback records; keeps a reference to every task it starts."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        writer: Writer,
+        timeout: float,
+        models: TraceModels | None = None,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._timeout = timeout
+        self._models = models
+        self._tasks: set[asyncio.Task[str]] = set()
+        self.counts = FeedbackCounts()
+
+    def start(self, record: dict[str, Any], model: str | None = None) -> asyncio.Task[str]:
+        """Apply in the background (while the upstream call runs); await the task for status.
+
+        ``model`` is the model of the call that carries the feedback, for the metrics."""
+        task = asyncio.create_task(self.apply(record, model))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Let merges still running finish (each is bounded by the timeout)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def apply(self, record: dict[str, Any], model: str | None = None) -> str:
+        """``applied``, ``queued`` or ``full``; never raises for Redis trouble.
+
+        While the writer is degraded (Redis down, or older records still in the spool) the
+        event goes behind them through the writer, so an old queued vote can never land
+        after, and overwrite, a newer one; nor does each call wait out a hanging Redis.
+        """
+        if not self._writer.redis_ok or self._writer.spool_bytes > 0:
+            self._writer.submit(record)
+            return "queued"
+        try:
+            result = await asyncio.wait_for(self._store.merge_feedback(record), self._timeout)
+        except (StoreUnavailable, TimeoutError):
+            # Replayed later; if this merge did land after all, the replay is a no-op.
+            self._writer.submit(record)
+            return "queued"
+        if result.status == "full":
+            return "full"
+        if result.status != "duplicate":
+            if model is None and self._models is not None:
+                model = await self._models.model_of(record["trace_id"])
+            self.counts.add(record["event"], result.previous, model)
+        return "applied"

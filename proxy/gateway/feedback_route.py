@@ -1,0 +1,176 @@
+"""``POST /feedback`` on the proxy listener: feedback without a model call.
+
+Headers (as on any proxied call, ``X-Trace-Id`` required) or a JSON body
+``{"trace_id", "span_id"?, "feedback_id"?, "attributes": {...}, "tags": [...]}``. Allowed with
+the proxy key, or with the ``X-Feedback-Token`` of a response (as ``Authorization: Bearer`` or
+``X-Feedback-Token``), which admits feedback for exactly its trace and span, even where proxy
+keys are required: a browser can send the click without holding any secret.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.core.errors import BadRequest, PayloadTooLarge, ProxyError, Unauthorized
+from proxy.feedback.events import feedback_record, request_feedback
+from proxy.feedback.parse import (
+    FEEDBACK_KEYS,
+    Feedback,
+    FeedbackRules,
+    feedback_tags,
+    validate_attributes,
+    validate_id,
+)
+from proxy.feedback.token import VERSION as TOKEN_VERSION
+from proxy.feedback.token import verify
+from proxy.gateway.auth import PROXY_KEY_HEADER, proxy_key_ok
+from proxy.runtime.state import STATE, ProxyState
+from proxy.tracing.context import parse_trace_context
+
+MAX_BODY_BYTES = 64 * 1024
+THUMBS_TAGS = frozenset({"thumbs-up", "thumbs-down"})
+_ALLOWED_REQUEST_HEADERS = (
+    "Content-Type, Authorization, X-Feedback-Token, X-Trace-Id, X-Feedback, X-Feedback-Rating, "
+    "X-Feedback-Comment, X-Feedback-Category, X-Feedback-Reason, X-Feedback-Timestamp, "
+    "X-Feedback-Span-Id, X-Feedback-Id"
+)
+MAX_TAGS = 64
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    cors = cors_headers(request, state)
+    try:
+        trace_id, feedback = await _read(request, state)
+        if _authorize(request, state, trace_id, feedback.span_id):
+            _only_feedback(feedback)
+        status = await state.feedback.apply(feedback_record(trace_id, feedback, source="route"))
+        if status == "full":
+            cap = state.settings.feedback.max_events_per_trace
+            raise PayloadTooLarge(
+                f"Feedback history of trace {trace_id} is full "
+                f"(feedback.max_events_per_trace = {cap}); nothing was stored.",
+                code="feedback_history_full",
+            )
+    except ProxyError as error:
+        return web.Response(
+            status=error.status, body=error.body(), content_type="application/json", headers=cors
+        )
+    body = {"trace_id": trace_id, "applied": status == "applied", "status": status}
+    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=cors)
+
+
+async def preflight_feedback(request: web.Request) -> web.Response:
+    """CORS preflight: a page on another origin may POST feedback with its token."""
+    headers = cors_headers(request, request.app[STATE])
+    if headers:
+        headers.update({
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": _ALLOWED_REQUEST_HEADERS,
+            "Access-Control-Max-Age": "600",
+        })  # fmt: skip
+    return web.Response(status=204, headers=headers)
+
+
+def cors_headers(request: web.Request, state: ProxyState) -> dict[str, str]:
+    """Allow-Origin for an allowed Origin (``*`` allows any: tokens are not cookies)."""
+    origin = request.headers.get("Origin")
+    allowed = state.settings.feedback.allowed_origins
+    if origin is None or not (origin in allowed or "*" in allowed):
+        return {}
+    return {"Access-Control-Allow-Origin": origin if "*" not in allowed else "*", "Vary": "Origin"}
+
+
+def _only_feedback(feedback: Feedback) -> None:
+    """A browser token admits feedback, not arbitrary attributes or tags."""
+    for key in feedback.attributes:
+        if key not in FEEDBACK_KEYS:
+            raise BadRequest(f"attributes.{key}: a feedback token admits only feedback keys",
+                             code="invalid_feedback")  # fmt: skip
+    for tag in feedback.tags:
+        if tag not in THUMBS_TAGS:
+            raise BadRequest("tags: a feedback token admits no tags of its own",
+                             code="invalid_feedback")  # fmt: skip
+
+
+async def _read(request: web.Request, state: ProxyState) -> tuple[str, Feedback]:
+    if request.content_type == "application/json" or request.body_exists:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"Feedback body over {MAX_BODY_BYTES} bytes.")
+        return parse_body(await request.read(), state.feedback_rules)
+    context = parse_trace_context(request.headers)
+    if context.generated:
+        raise BadRequest("X-Trace-Id: required on POST /feedback", code="missing_trace_id")
+    _, feedback = request_feedback(request.headers, context, state.feedback_rules)
+    if feedback is None:
+        raise BadRequest("POST /feedback carries no feedback header", code="no_feedback")
+    return context.trace_id, feedback
+
+
+def parse_body(raw: bytes, rules: FeedbackRules) -> tuple[str, Feedback]:
+    """The JSON body form, validated by the same rules as the headers."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("body: must be a JSON object", code="invalid_body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object", code="invalid_body")
+    trace_id = validate_id(body.get("trace_id"), "trace_id")
+    span_id = _optional_id(body, "span_id")
+    feedback_id = _optional_id(body, "feedback_id")
+    attributes = body.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise BadRequest("attributes: must be a JSON object", code="invalid_body")
+    attributes = validate_attributes(
+        attributes, rules, datetime.now(UTC), "attributes", default_timestamp=True
+    )
+    tags = _tags(body.get("tags", []))
+    if not attributes and not tags:
+        raise BadRequest("body: needs attributes or tags", code="no_feedback")
+    all_tags = tuple(dict.fromkeys((*tags, *feedback_tags(attributes))))
+    return trace_id, Feedback(attributes, all_tags, span_id, feedback_id)
+
+
+def _optional_id(body: dict[str, Any], key: str) -> str | None:
+    return None if body.get(key) is None else validate_id(body[key], key)
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise BadRequest(f"tags: must be a list of at most {MAX_TAGS} strings", code="invalid_body")
+    if not all(isinstance(t, str) and 0 < len(t) <= 128 for t in value):
+        raise BadRequest("tags: each must be a string of 1-128 characters", code="invalid_body")
+    return tuple(dict.fromkeys(t.strip() for t in value))
+
+
+def _authorize(request: web.Request, state: ProxyState, trace_id: str, span_id: str | None) -> bool:
+    """True when a feedback token (bound to trace and span) admitted the request; otherwise
+    the proxy key rules apply."""
+    token = _token(request)
+    if token is not None:
+        token_trace, token_span = verify(state.token_secret, token, int(time.time()))
+        if token_trace != trace_id or (span_id is not None and span_id != token_span):
+            raise Unauthorized("This feedback token is for another trace or span.",
+                               code="invalid_feedback_token")  # fmt: skip
+        return True
+    if not proxy_key_ok(request.headers, state.settings.proxy.keys):
+        raise Unauthorized(
+            f"Send {PROXY_KEY_HEADER} or the response's X-Feedback-Token.",
+            code="invalid_proxy_key",
+        )
+    return False
+
+
+def _token(request: web.Request) -> str | None:
+    """X-Feedback-Token, or a bearer credential that is one of our tokens (not a provider key)."""
+    token = request.headers.get("X-Feedback-Token")
+    if token:
+        return token
+    auth = request.headers.get("Authorization", "")
+    bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    return bearer if bearer.startswith(f"{TOKEN_VERSION}.") else None

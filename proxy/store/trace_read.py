@@ -1,0 +1,57 @@
+"""How a stored trace reads back: Redis replies (bytes) to the documented JSON shape (SPEC §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.core.records import iso_from_ms
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
+
+
+def assemble_trace(raw: dict[str, Any]) -> dict[str, Any]:
+    """One trace as ``GET /api/traces/{id}`` returns it, spans in the order they started.
+
+    ``raw`` holds what Redis returned for the trace's keys (see ``keys.TraceKeys``).
+    """
+    trace: dict[bytes, bytes] = raw["trace"]
+    return {
+        "trace_id": _text(trace.get(b"trace_id")),
+        "name": _text(trace.get(b"name")),
+        "session_id": _text(trace.get(b"session_id")),
+        "user_id": _text(trace.get(b"user_id")),
+        "created_at": iso_from_ms(int(trace[b"created_ms"])),
+        "updated_at": iso_from_ms(int(trace[b"updated_ms"])),
+        "attributes": {k.decode(): orjson.loads(v) for k, v in sorted(raw["attributes"].items())},
+        "tags": sorted(t.decode() for t in raw["tags"]),
+        "annotation_status": _text(trace.get(b"annotation_status")),
+        "feedback": [orjson.loads(e) for e in raw["feedback"] if e is not None],
+        "models": sorted(m.decode() for m in raw["models"]),
+        "span_count": int(trace.get(b"span_count", 0)),
+        "spans": split_feedback_fields(raw["spans"], raw["span_feedback"]),
+    }
+
+
+def split_feedback_fields(
+    spans: dict[bytes, bytes], span_feedback: dict[bytes, bytes]
+) -> list[dict[str, Any]]:
+    """Spans in start order, each with the feedback attributes and tags aimed at it."""
+    by_span: dict[str, dict[str, Any]] = {}
+    for field, value in span_feedback.items():
+        kind, span_id, name = field.decode().split("\x1f", 2)
+        target = by_span.setdefault(span_id, {"attributes": {}, "tags": []})
+        if kind == "a":
+            target["attributes"][name] = orjson.loads(value)
+        else:
+            target["tags"].append(name)
+    span_list = sorted((orjson.loads(s) for s in spans.values()), key=lambda s: s["started_at"])
+    for span in span_list:
+        extra = by_span.get(span["span_id"])
+        if extra:
+            span["attributes"] = {**span.get("attributes", {}), **extra["attributes"]}
+            span["tags"] = sorted(set(span.get("tags", [])) | set(extra["tags"]))
+    return span_list

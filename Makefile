@@ -27,6 +27,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check proxy
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(VENV)/.test-installed
 	$(BIN)/pytest -q

@@ -425,7 +425,7 @@ async def measured(
     before_server = await server_commands(nodes)
     before = (TRAFFIC.commands, TRAFFIC.round_trips, TRAFFIC.steps, Counter(TRAFFIC.by_node))
     await run()
-    await listeners.state.writer.wait_idle(30)
+    await listeners.services.writer.wait_idle(30)
     after_server = await server_commands(nodes)
     cpu = await server_cpu(nodes) - cpu_before
     commands, trips = TRAFFIC.commands - before[0], TRAFFIC.round_trips - before[1]
@@ -520,7 +520,7 @@ async def conversations_or_singles(
 
     async def settle() -> None:
         """Paced: each span is written before the next call (its own batch, as at low load)."""
-        await listeners.state.writer.wait_idle(10)
+        await listeners.services.writer.wait_idle(10)
 
     if scenario.name == "single":
         scenario.counts["model call"] = await measured(

@@ -53,8 +53,9 @@ from proxy.feedback.events import feedback_record  # noqa: E402
 from proxy.feedback.parse import Feedback, feedback_tags  # noqa: E402
 from proxy.runtime.server import bound_port, start_listeners  # noqa: E402
 from proxy.store.keys import Keys  # noqa: E402
+from proxy.store.query_plan import TraceFilter  # noqa: E402
 from proxy.store.redis_store import RedisStore  # noqa: E402
-from proxy.store.trace_query import TraceFilter, TraceQuery  # noqa: E402
+from proxy.store.trace_query import TraceQuery  # noqa: E402
 
 try:  # the fast client moved to its own module; older trees keep it in redis_store
     from proxy.store.connection import connect

@@ -455,7 +455,7 @@ async def test_feedback_token_is_refused_for_anything_else(
 ) -> None:
     """Another trace, another span, a tampered or expired token, or none at all: 401."""
     token, span_id = await token_call(keyed, "tok-bound")
-    secret = keyed.listeners.state.token_secret
+    secret = keyed.listeners.services.token_secret
     expired = issue(secret, "tok-bound", span_id, int(time.time()) - 60)
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
     vote = {"attributes": {"user_feedback": "negative"}}
@@ -550,7 +550,7 @@ async def test_feedback_while_redis_is_down_is_queued_and_applied_once_later(
     own_redis.start()
     await wait_for_trace(http, proxy.admin_url, "queued-fb", timeout=10)
     await wait_for_feedback(http, proxy, "queued-fb", events=2, timeout=10)
-    await proxy.listeners.state.writer.wait_idle(5)
+    await proxy.listeners.services.writer.wait_idle(5)
     trace = await get_trace(http, proxy, "queued-fb")
     assert [e["feedback_id"] for e in trace["feedback"]] == ["q-1", None]  # each exactly once
     assert trace["attributes"]["user_feedback"] == "negative"
@@ -574,7 +574,7 @@ async def test_negative_feedback_puts_the_trace_in_the_review_dataset(
         http, proxy, headers={"X-Trace-Id": "liked", "X-Feedback": "positive"}
     )
     assert post_status == 200
-    rows = await proxy.listeners.state.store.dataset_rows("review")
+    rows = await proxy.listeners.services.store.dataset_rows("review")
     (row,) = rows
     assert row["trace_id"] == "to-review"
     assert row["annotation_status"] == "empty"

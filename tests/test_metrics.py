@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.metrics.calls import MAX_MODEL_CHARS, CallMetrics, Distribution, ModelLabels
 from proxy.metrics.feedback import FeedbackCounts
 from proxy.metrics.prometheus import merge, render
-from proxy.metrics.workers import local_snapshot, mark_dead, publish, read_others
+from proxy.metrics.workers import mark_dead, publish, read_others
 from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import COMPLETION_TOKENS, FakeProvider
@@ -405,7 +405,7 @@ def test_published_snapshots_are_read_back_and_marked_dead(tmp_path: Path) -> No
 
 async def test_local_snapshot_of_a_running_proxy(proxy: RunningProxy) -> None:
     """The snapshot a worker publishes holds its writer's numbers and its feedback counts."""
-    snapshot = local_snapshot(proxy.listeners.state)
+    snapshot = proxy.listeners.services.metrics_snapshot()
     assert snapshot["live"] is True
     assert snapshot["families"]["writer"] == [[[], [0, 0]]]
     assert snapshot["families"]["feedback"] == []

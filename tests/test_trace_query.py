@@ -16,17 +16,17 @@ import redis.asyncio as aioredis
 from proxy.admin.params import InvalidParameter, parse_trace_list
 from proxy.core.records import iso_from_ms
 from proxy.store.keys import Keys
-from proxy.store.redis_store import RedisStore
-from proxy.store.trace_query import (
+from proxy.store.query_plan import (
     Position,
     TraceFilter,
-    TraceQuery,
     decode_cursor,
     driver_indexes,
     encode_cursor,
     positions_after,
     smallest,
 )
+from proxy.store.redis_store import RedisStore
+from proxy.store.trace_query import TraceQuery
 from tests.conftest import StartProxy
 from tests.test_feedback_store import feedback
 from tests.test_store import span_record
@@ -492,5 +492,6 @@ async def test_http_lists_pages_and_refuses_bad_parameters(
             assert resp.status == 400
             error = (await resp.json())["error"]
         assert error["code"] == "invalid_parameter"
-        assert error["type"] == "admin_error"
+        assert error["type"] == "invalid_request_error"  # the proxy listener's shape
+        assert error["param"] == name
         assert error["message"].startswith(f"{name}: ")

@@ -1,7 +1,9 @@
 """The admin application, served on its own listener (default 127.0.0.1:8081).
 
-It shares the proxy application's store: the proxy app owns every resource, the admin app
-only reads them, so both listeners see the same Redis and the same writer.
+It owns no resources: it mounts its routes on ``AdminServices``, the admin view of the
+services ``proxy.runtime.services`` built once for both listeners, so both see the same Redis
+and the same writer. Middlewares: errors (outermost: every raised error becomes the one JSON
+shape), then the bearer token.
 """
 
 from __future__ import annotations
@@ -23,18 +25,17 @@ from proxy.admin.api.metrics import get_metrics
 from proxy.admin.api.openapi import openapi_json
 from proxy.admin.api.patch import patch_span, patch_trace
 from proxy.admin.api.stats import feedback_stats
-from proxy.admin.api.traces import get_trace
-from proxy.admin.params import list_traces
-from proxy.admin.responses import ADMIN_STATE, error_response, json_response
-from proxy.runtime.state import ProxyState
-from proxy.store.errors import StoreUnavailable
+from proxy.admin.api.traces import get_trace, list_traces
+from proxy.admin.responses import errors_as_json, json_response
+from proxy.admin.services import ADMIN, AdminServices
+from proxy.core.errors import Unauthorized
 
 _OPEN_PATHS = frozenset({"/healthz"})
 
 
-def create_admin_app(state: ProxyState) -> web.Application:
-    app = web.Application(middlewares=[_errors, _auth])
-    app[ADMIN_STATE] = state
+def create_admin_app(services: AdminServices) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json, _auth])
+    app[ADMIN] = services
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", get_metrics)
@@ -56,20 +57,12 @@ def create_admin_app(state: ProxyState) -> web.Application:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Once admin.token is set, every route but /healthz demands it, on loopback too."""
-    token = request.app[ADMIN_STATE].settings.admin.token
+    token = request.app[ADMIN].settings.admin.token
     if token and request.path not in _OPEN_PATHS:
         sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
-            return error_response(401, "unauthorized", "Missing or wrong admin bearer token.")
+            raise Unauthorized("Missing or wrong admin bearer token.")
     return await handler(request)
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except StoreUnavailable:
-        return error_response(503, "redis_unavailable", "Redis is unreachable; try again shortly.")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -78,9 +71,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 when Redis answers and the proxy is not draining; 503 otherwise."""
-    state = request.app[ADMIN_STATE]
-    if state.draining:
+    services = request.app[ADMIN]
+    if services.lifecycle.draining:
         return json_response({"status": "draining"}, status=503)
-    if not await state.store.ping():
+    if not await services.store.ping():
         return json_response({"status": "redis unreachable"}, status=503)
     return json_response({"status": "ready"})

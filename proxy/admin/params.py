@@ -1,4 +1,4 @@
-"""``GET /api/traces``: query parameters to filters (strict), then one page from the store.
+"""Query parameters of the admin API, strict, shared by every front end (API, web page, CLI).
 
 Every parameter is checked before Redis is asked: unknown names, repeats of a single-valued
 parameter and bad values answer 400 ``invalid_parameter`` with ``"<param>: <rule>"``. The
@@ -16,20 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from aiohttp import web
+from multidict import MultiMapping
 
-from proxy.admin.responses import ADMIN_STATE, error_response, json_response
 from proxy.core.errors import BadRequest
-from proxy.store.keys import Keys
-from proxy.store.trace_query import (
+from proxy.store.query_plan import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    InvalidCursor,
     Position,
     TraceFilter,
-    TraceQuery,
     decode_cursor,
 )
 
@@ -43,6 +39,7 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SPACED_OFFSET = re.compile(r" ([0-9]{2}(?::?[0-9]{2})?)$")
 _TIME_RULE = "must be ISO 8601 with a time zone (2026-11-01T12:00:00Z), a date, or epoch ms"
 _DAY_MS = 86_400_000
+T = TypeVar("T")
 
 
 class InvalidParameter(BadRequest):
@@ -59,19 +56,6 @@ class TraceListRequest:
     filters: TraceFilter
     limit: int = DEFAULT_LIMIT
     cursor: Position | None = None
-
-
-async def list_traces(request: web.Request) -> web.Response:
-    """``GET /api/traces``: matching trace summaries, newest first, and ``next_cursor``."""
-    params = {name: request.query.getall(name) for name in request.query}
-    try:
-        parsed = parse_trace_list(params)
-    except InvalidParameter as error:
-        return error_response(400, "invalid_parameter", error.message)
-    state = request.app[ADMIN_STATE]
-    query = TraceQuery(state.redis, Keys(state.settings.redis.key_prefix))
-    page = await query.run(parsed.filters, parsed.limit, parsed.cursor)
-    return json_response({"traces": page.traces, "next_cursor": page.next_cursor})
 
 
 def parse_trace_list(params: Mapping[str, Sequence[str]]) -> TraceListRequest:
@@ -170,18 +154,29 @@ def _iso(text: str) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def _limit(value: str) -> int:
+def parse_limit(value: str) -> int:
+    """A page size, 1 to ``MAX_LIMIT``: the one ``limit`` rule of every listing."""
     text = value.strip()
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     return int(text)
 
 
-def _cursor(value: str) -> Position:
+def parse_cursor(value: str, decode: Callable[[str], T]) -> T:
+    """A ``next_cursor`` of an earlier answer, read by ``decode`` (which raises ValueError)."""
     try:
-        return decode_cursor(value.strip())
-    except InvalidCursor:
+        return decode(value.strip())
+    except ValueError:
         raise InvalidParameter("cursor", "must be a next_cursor from an earlier answer") from None
+
+
+def _cursor(value: str) -> Position:
+    return parse_cursor(value, decode_cursor)
+
+
+def query_params(query: MultiMapping[str]) -> dict[str, list[str]]:
+    """A request's query as ``name -> [values]``, the form every parser here takes."""
+    return {name: query.getall(name) for name in query}
 
 
 def _tags(values: Sequence[str]) -> tuple[str, ...]:
@@ -206,6 +201,6 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "user_id": ("user_id", _text("user_id", 128)),
     "since": ("since_ms", moment("since")),
     "until": ("until_ms", until_moment),
-    "limit": ("limit", _limit),
+    "limit": ("limit", parse_limit),
     "cursor": ("cursor", _cursor),
 }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -215,6 +214,7 @@ def _export(args: argparse.Namespace, target: AdminTarget) -> int:
 
 def _serve(settings: Settings) -> int:
     from proxy.runtime.server import run
+    from proxy.runtime.services import ensure_token_secret
     from proxy.store.embedded import EmbeddedRedis, EmbeddedRedisError
 
     configure_logging(settings.log.level, settings.log.format)
@@ -236,13 +236,4 @@ def _serve(settings: Settings) -> int:
             settings = replace(settings, redis=replace(settings.redis, url=url))
         else:
             log.info("redis", url=masked(settings)["redis"]["url"])
-        return run(_with_token_secret(settings, log))
-
-
-def _with_token_secret(settings: Settings, log: Any) -> Settings:
-    """One secret for every worker of this start; replicas must share a configured one."""
-    if settings.feedback.token_secret:
-        return settings
-    log.warning("feedback.token_secret is not set: feedback tokens last until a restart")
-    secret = secrets.token_hex(32)
-    return replace(settings, feedback=replace(settings.feedback, token_secret=secret))
+        return run(ensure_token_secret(settings))  # before forking: one secret for all

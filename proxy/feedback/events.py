@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from proxy.config import FeedbackSettings
+from proxy.core.errors import PayloadTooLarge
 from proxy.core.records import iso_from_ms
 from proxy.feedback.parse import (
     FEEDBACK_KEYS,
@@ -96,3 +98,16 @@ def request_feedback(
         span_id=from_headers.span_id if from_headers else None,
         feedback_id=from_headers.feedback_id if from_headers else None,
     )
+
+
+def feedback_answer(trace_id: str, status: str, settings: FeedbackSettings) -> dict[str, Any]:
+    """The answer to feedback sent without a model call (``POST /feedback``, admin PATCH):
+    ``{trace_id, applied, status}``; a full history is a 413 naming the cap."""
+    if status == "full":
+        cap = settings.max_events_per_trace
+        raise PayloadTooLarge(
+            f"Feedback history of trace {trace_id} is full "
+            f"(feedback.max_events_per_trace = {cap}); nothing was stored.",
+            code="feedback_history_full",
+        )
+    return {"trace_id": trace_id, "applied": status == "applied", "status": status}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -21,13 +21,11 @@ from proxy.core.errors import ProxyError
 from proxy.core.ids import new_span_id, new_trace_id
 from proxy.feedback.token import issue
 from proxy.gateway.headers import EXPOSE_HEADERS
+from proxy.gateway.services import GatewayServices
 from proxy.gateway.upstream import Route
 from proxy.metrics.calls import MID_STREAM_BREAK, CallMetrics, upstream_error_kind
 from proxy.recording.recorder import Recorder
 from proxy.tracing.context import TraceContext
-
-if TYPE_CHECKING:
-    from proxy.runtime.state import ProxyState
 
 access_log = structlog.get_logger("proxy.access")
 
@@ -116,7 +114,7 @@ class Call:
             if status == "full":
                 self.feedback_error = "feedback history of this trace is full"
 
-    def add_trace_headers(self, headers: CIMultiDict[str], state: ProxyState) -> None:
+    def add_trace_headers(self, headers: CIMultiDict[str], services: GatewayServices) -> None:
         """IDs, a feedback token for this span, and what became of the request's feedback."""
         trace_id, span_id = self.ids
         headers["X-Trace-Id"] = trace_id
@@ -125,29 +123,29 @@ class Call:
         headers["Access-Control-Expose-Headers"] = (
             f"{theirs}, {EXPOSE_HEADERS}" if theirs else EXPOSE_HEADERS
         )
-        expires = int(time.time()) + state.settings.feedback.token_ttl_seconds
-        headers["X-Feedback-Token"] = issue(state.token_secret, trace_id, span_id, expires)
+        expires = int(time.time()) + services.settings.feedback.token_ttl_seconds
+        headers["X-Feedback-Token"] = issue(services.token_secret, trace_id, span_id, expires)
         if self.feedback_status:
             headers["X-Feedback-Status"] = self.feedback_status
         if self.feedback_error:
             headers["X-Feedback-Error"] = self.feedback_error
 
-    async def error_response(self, error: ProxyError, state: ProxyState) -> web.Response:
+    async def error_response(self, error: ProxyError, services: GatewayServices) -> web.Response:
         await self.settle_feedback()
         response = web.Response(
             status=error.status, body=error.body(), content_type="application/json"
         )
-        self.add_trace_headers(response.headers, state)
+        self.add_trace_headers(response.headers, services)
         return response
 
-    def finish(self, state: ProxyState) -> None:
+    def finish(self, services: GatewayServices) -> None:
         """Submit the span (never blocks), count the call, and write the access line."""
         span = None
-        if self.recorder is not None and state.settings.capture.record:
+        if self.recorder is not None and services.settings.capture.record:
             record = self.recorder.record(self.attributes, self.status, self.error)
-            state.writer.submit(record)
+            services.writer.submit(record)
             span = record["span"]
-        self._observe(state.metrics, span)
+        self._observe(services.call_metrics, span)
         self._log()
 
     def _observe(self, metrics: CallMetrics, span: dict[str, Any] | None) -> None:

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from proxy.core.errors import BadRequest, PayloadTooLarge, ProxyError, Unauthorized
-from proxy.feedback.events import feedback_record, request_feedback
+from proxy.feedback.events import feedback_answer, feedback_record, request_feedback
 from proxy.feedback.parse import (
     FEEDBACK_KEYS,
     Feedback,
@@ -29,7 +29,7 @@ from proxy.feedback.parse import (
 from proxy.feedback.token import VERSION as TOKEN_VERSION
 from proxy.feedback.token import verify
 from proxy.gateway.auth import PROXY_KEY_HEADER, proxy_key_ok
-from proxy.runtime.state import STATE, ProxyState
+from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.tracing.context import parse_trace_context
 
 MAX_BODY_BYTES = 64 * 1024
@@ -43,31 +43,24 @@ MAX_TAGS = 64
 
 
 async def post_feedback(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    cors = cors_headers(request, state)
+    services = request.app[GATEWAY]
+    cors = cors_headers(request, services)
     try:
-        trace_id, feedback = await _read(request, state)
-        if _authorize(request, state, trace_id, feedback.span_id):
+        trace_id, feedback = await _read(request, services)
+        if _authorize(request, services, trace_id, feedback.span_id):
             _only_feedback(feedback)
-        status = await state.feedback.apply(feedback_record(trace_id, feedback, source="route"))
-        if status == "full":
-            cap = state.settings.feedback.max_events_per_trace
-            raise PayloadTooLarge(
-                f"Feedback history of trace {trace_id} is full "
-                f"(feedback.max_events_per_trace = {cap}); nothing was stored.",
-                code="feedback_history_full",
-            )
+        status = await services.feedback.apply(feedback_record(trace_id, feedback, source="route"))
+        body = orjson.dumps(feedback_answer(trace_id, status, services.settings.feedback))
     except ProxyError as error:
         return web.Response(
             status=error.status, body=error.body(), content_type="application/json", headers=cors
         )
-    body = {"trace_id": trace_id, "applied": status == "applied", "status": status}
-    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=cors)
+    return web.Response(body=body, content_type="application/json", headers=cors)
 
 
 async def preflight_feedback(request: web.Request) -> web.Response:
     """CORS preflight: a page on another origin may POST feedback with its token."""
-    headers = cors_headers(request, request.app[STATE])
+    headers = cors_headers(request, request.app[GATEWAY])
     if headers:
         headers.update({
             "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -77,10 +70,10 @@ async def preflight_feedback(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
-def cors_headers(request: web.Request, state: ProxyState) -> dict[str, str]:
+def cors_headers(request: web.Request, services: GatewayServices) -> dict[str, str]:
     """Allow-Origin for an allowed Origin (``*`` allows any: tokens are not cookies)."""
     origin = request.headers.get("Origin")
-    allowed = state.settings.feedback.allowed_origins
+    allowed = services.settings.feedback.allowed_origins
     if origin is None or not (origin in allowed or "*" in allowed):
         return {}
     return {"Access-Control-Allow-Origin": origin if "*" not in allowed else "*", "Vary": "Origin"}
@@ -98,15 +91,15 @@ def _only_feedback(feedback: Feedback) -> None:
                              code="invalid_feedback")  # fmt: skip
 
 
-async def _read(request: web.Request, state: ProxyState) -> tuple[str, Feedback]:
+async def _read(request: web.Request, services: GatewayServices) -> tuple[str, Feedback]:
     if request.content_type == "application/json" or request.body_exists:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"Feedback body over {MAX_BODY_BYTES} bytes.")
-        return parse_body(await request.read(), state.feedback_rules)
+        return parse_body(await request.read(), services.feedback_rules)
     context = parse_trace_context(request.headers)
     if context.generated:
         raise BadRequest("X-Trace-Id: required on POST /feedback", code="missing_trace_id")
-    _, feedback = request_feedback(request.headers, context, state.feedback_rules)
+    _, feedback = request_feedback(request.headers, context, services.feedback_rules)
     if feedback is None:
         raise BadRequest("POST /feedback carries no feedback header", code="no_feedback")
     return context.trace_id, feedback
@@ -148,17 +141,19 @@ def _tags(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip() for t in value))
 
 
-def _authorize(request: web.Request, state: ProxyState, trace_id: str, span_id: str | None) -> bool:
+def _authorize(
+    request: web.Request, services: GatewayServices, trace_id: str, span_id: str | None
+) -> bool:
     """True when a feedback token (bound to trace and span) admitted the request; otherwise
     the proxy key rules apply."""
     token = _token(request)
     if token is not None:
-        token_trace, token_span = verify(state.token_secret, token, int(time.time()))
+        token_trace, token_span = verify(services.token_secret, token, int(time.time()))
         if token_trace != trace_id or (span_id is not None and span_id != token_span):
             raise Unauthorized("This feedback token is for another trace or span.",
                                code="invalid_feedback_token")  # fmt: skip
         return True
-    if not proxy_key_ok(request.headers, state.settings.proxy.keys):
+    if not proxy_key_ok(request.headers, services.settings.proxy.keys):
         raise Unauthorized(
             f"Send {PROXY_KEY_HEADER} or the response's X-Feedback-Token.",
             code="invalid_proxy_key",

@@ -23,9 +23,9 @@ from proxy.feedback.parse import FEEDBACK_KEYS, Feedback, InvalidFeedback
 from proxy.gateway.auth import PROXY_KEY_HEADER, proxy_key_ok
 from proxy.gateway.call import Call
 from proxy.gateway.headers import downstream_headers, upstream_headers
+from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.gateway.upstream import Route, translate_errors
 from proxy.recording.recorder import Recorder
-from proxy.runtime.state import STATE, ProxyState
 from proxy.tracing.context import TraceContext, parse_trace_context
 
 # Bodies up to this size are read whole before forwarding: it is already in the socket buffer,
@@ -36,63 +36,63 @@ MID_STREAM_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, 
 
 async def forward(request: web.Request) -> web.StreamResponse:
     """Handle any request under ``/{upstream}/...`` or ``/v1/...``."""
-    state = request.app[STATE]
+    services = request.app[GATEWAY]
     call = Call.begin(request)
     try:
         context = call.context = parse_trace_context(request.headers)
-        _check_proxy_key(request, state)
-        route = state.router.resolve(request.raw_path)
-        call.attributes, feedback = _read_feedback(request, state, call, context)
-        recorder = call.routed(route, context, state.settings.capture)
-        return await _relay(request, state, call, route, recorder, feedback)
+        _check_proxy_key(request, services)
+        route = services.router.resolve(request.raw_path)
+        call.attributes, feedback = _read_feedback(request, services, call, context)
+        recorder = call.routed(route, context, services.settings.capture)
+        return await _relay(request, services, call, route, recorder, feedback)
     except ProxyError as error:
         call.fail(error)
-        return await call.error_response(error, state)
+        return await call.error_response(error, services)
     except asyncio.CancelledError:
         call.cancelled()
         raise
     finally:
-        call.finish(state)
+        call.finish(services)
 
 
 def _read_feedback(
-    request: web.Request, state: ProxyState, call: Call, context: TraceContext
+    request: web.Request, services: GatewayServices, call: Call, context: TraceContext
 ) -> tuple[dict[str, Any], Feedback | None]:
     """The call's plain trace attributes and its feedback; bad feedback is a 400, or with
     ``feedback.on_invalid = "warn"`` dropped whole and reported in X-Feedback-Error."""
     try:
-        return request_feedback(request.headers, context, state.feedback_rules)
+        return request_feedback(request.headers, context, services.feedback_rules)
     except InvalidFeedback as error:
-        if state.settings.feedback.on_invalid != "warn":
+        if services.settings.feedback.on_invalid != "warn":
             raise
         call.feedback_error = error.message
         plain = {k: v for k, v in context.attributes.items() if k not in FEEDBACK_KEYS}
         return plain, None
 
 
-def _check_proxy_key(request: web.Request, state: ProxyState) -> None:
-    if not proxy_key_ok(request.headers, state.settings.proxy.keys):
+def _check_proxy_key(request: web.Request, services: GatewayServices) -> None:
+    if not proxy_key_ok(request.headers, services.settings.proxy.keys):
         raise Unauthorized(f"Missing or wrong {PROXY_KEY_HEADER} header.", code="invalid_proxy_key")
 
 
 async def _relay(
     request: web.Request,
-    state: ProxyState,
+    services: GatewayServices,
     call: Call,
     route: Route,
     recorder: Recorder,
     feedback: Feedback | None,
 ) -> web.StreamResponse:
-    body = await _request_body(request, state.settings.proxy.max_body_bytes, recorder)
+    body = await _request_body(request, services.settings.proxy.max_body_bytes, recorder)
     headers = upstream_headers(request.headers)
     headers.append(("traceparent", recorder.context.traceparent()))
     streamed = isinstance(body, _BodyStream)
     if feedback is not None and not streamed:  # the request is known to be forwarded
-        call.feedback_task = _start_feedback(state, recorder, feedback)
+        call.feedback_task = _start_feedback(services, recorder, feedback)
     if streamed and request.content_length is not None:
         headers.append(("Content-Length", str(request.content_length)))
     with translate_errors(route.upstream.name), _body_cap(body):
-        upstream = await state.session.request(
+        upstream = await services.session.request(
             request.method,
             URL(route.url, encoded=True),
             headers=headers,
@@ -101,22 +101,24 @@ async def _relay(
             timeout=route.upstream.timeout,
         )
     if feedback is not None and streamed:  # a streamed body could still have gone over the cap
-        call.feedback_task = _start_feedback(state, recorder, feedback)
+        call.feedback_task = _start_feedback(services, recorder, feedback)
     try:
-        return await _stream_back(request, state, upstream, call, recorder)
+        return await _stream_back(request, services, upstream, call, recorder)
     finally:
         upstream.close()
 
 
-def _start_feedback(state: ProxyState, recorder: Recorder, feedback: Feedback) -> asyncio.Task[str]:
+def _start_feedback(
+    services: GatewayServices, recorder: Recorder, feedback: Feedback
+) -> asyncio.Task[str]:
     """Merge the call's feedback while the upstream answers; counted under the call's model."""
     record = feedback_record(recorder.context.trace_id, feedback, source="header")
-    return state.feedback.start(record, model=recorder.request_model())
+    return services.feedback.start(record, model=recorder.request_model())
 
 
 async def _stream_back(
     request: web.Request,
-    state: ProxyState,
+    services: GatewayServices,
     upstream: aiohttp.ClientResponse,
     call: Call,
     recorder: Recorder,
@@ -130,7 +132,7 @@ async def _stream_back(
         downstream_headers(upstream.headers.items(), upstream.headers.get("Connection"))
     )
     await call.settle_feedback()
-    call.add_trace_headers(response.headers, state)
+    call.add_trace_headers(response.headers, services)
     if upstream.content_length is not None:
         response.content_length = upstream.content_length
     await response.prepare(request)

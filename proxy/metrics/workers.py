@@ -20,34 +20,18 @@ workers are gone (``remove_directory``). With one process nothing is written any
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import structlog
 
-if TYPE_CHECKING:
-    from proxy.runtime.state import ProxyState
-
 log = structlog.get_logger("proxy.metrics")
 PUBLISH_INTERVAL_S = 1.0
 _SUFFIX = ".json"
-
-
-def local_snapshot(state: ProxyState, live: bool = True) -> dict[str, Any]:
-    """This process's numbers as plain data (see ``metrics_export``), read at call time."""
-    families: dict[str, Any] = state.metrics.snapshot()
-    writer = getattr(state, "writer", None)  # unset when start-up failed before the writer
-    if writer is not None:
-        families["writer"] = [[[], [writer.queue_depth, writer.spool_bytes]]]
-        families["records"] = [[[], [writer.written, writer.dropped, writer.spooled]]]
-    feedback = getattr(state, "feedback", None)
-    if feedback is not None:
-        families["feedback"] = feedback.counts.snapshot()
-    return {"pid": os.getpid(), "live": live, "families": families}
 
 
 def create_directory() -> Path:
@@ -95,8 +79,8 @@ def mark_dead(directory: Path, pid: int) -> None:
         publish(directory, snapshot)
 
 
-async def publish_forever(state: ProxyState, directory: Path) -> None:
-    """Every ``PUBLISH_INTERVAL_S`` until cancelled."""
+async def publish_forever(snapshot: Callable[[], dict[str, Any]], directory: Path) -> None:
+    """Publish ``snapshot()`` every ``PUBLISH_INTERVAL_S`` until cancelled."""
     while True:
         await asyncio.sleep(PUBLISH_INTERVAL_S)
-        publish(directory, local_snapshot(state))
+        publish(directory, snapshot())

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +22,14 @@ from aiohttp import web
 
 from proxy.admin.app import create_admin_app
 from proxy.config import Settings
-from proxy.gateway.app import create_app
+from proxy.gateway.app import create_proxy_app
 from proxy.metrics import workers as metrics_shared
-from proxy.runtime.state import STATE, ProxyState
+from proxy.runtime.services import (
+    Services,
+    open_services,
+    publish_final_metrics,
+    publishing_metrics,
+)
 
 log = structlog.get_logger("proxy.server")
 REAP_INTERVAL_S = 0.2  # how often the parent looks for exited workers
@@ -111,45 +116,48 @@ def _install_uvloop() -> None:
 
 @dataclass(slots=True)
 class Listeners:
-    """The proxy and admin listeners of one worker; ``stop()`` drains and closes both."""
+    """The services and the two listeners of one worker; ``stop()`` drains and closes all."""
 
+    services: Services
     proxy: web.AppRunner
     admin: web.AppRunner
-
-    @property
-    def state(self) -> ProxyState:
-        return self.proxy.app[STATE]
+    _resources: AsyncExitStack
 
     async def stop(self) -> None:
-        """Report draining, stop accepting proxy calls and let them finish, then stop the admin
-        listener (its /readyz says "draining" until then; see ``app._companions``), then
-        flush the writer."""
-        self.state.draining = True
+        """Report draining, stop accepting proxy calls and let them finish, stop the admin
+        listener (its /readyz says "draining" until then), then close the services: the
+        session, then the writer's drain into Redis or the spool, then Redis."""
+        self.services.lifecycle.draining = True
         try:
             await self.proxy.cleanup()
+            await self.admin.cleanup()
         finally:
-            if self.admin.server is not None:  # the proxy's cleanup failed before stopping it
-                await self.admin.cleanup()
+            await self._resources.aclose()
+            publish_final_metrics(self.services)
 
 
 async def start_listeners(
     settings: Settings, reuse_port: bool = False, metrics_dir: Path | None = None
 ) -> Listeners:
-    """Start the proxy listener and the admin listener; the caller owns ``stop()``."""
-    proxy = await _start_runner(
-        create_app(settings, metrics_dir), settings.proxy.host, settings.proxy.port, reuse_port,
-        shutdown_timeout=settings.proxy.drain_seconds,
-    )  # fmt: skip
-    try:
-        admin_app = create_admin_app(proxy.app[STATE])
-        admin = await _start_runner(
-            admin_app, settings.admin.host, settings.admin.port, reuse_port, shutdown_timeout=5
-        )
-        proxy.app[STATE].companions.append(admin)
-    except BaseException:
-        await proxy.cleanup()
-        raise
-    return Listeners(proxy, admin)
+    """Build the services, then start the proxy and the admin listener; the caller owns
+    ``stop()``. A failure half-way closes whatever was started."""
+    async with AsyncExitStack() as stack:
+        services = await stack.enter_async_context(open_services(settings, metrics_dir))
+        await stack.enter_async_context(publishing_metrics(services))
+        proxy = await _start_runner(
+            create_proxy_app(services.gateway_view()), settings.proxy.host, settings.proxy.port,
+            reuse_port, shutdown_timeout=settings.proxy.drain_seconds,
+        )  # fmt: skip
+        try:
+            admin = await _start_runner(
+                create_admin_app(services.admin_view()), settings.admin.host,
+                settings.admin.port, reuse_port, shutdown_timeout=5,
+            )  # fmt: skip
+        except BaseException:
+            await proxy.cleanup()
+            raise
+        resources = stack.pop_all()  # from here on, Listeners.stop() closes them
+    return Listeners(services, proxy, admin, resources)
 
 
 async def _start_runner(

@@ -11,26 +11,25 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from proxy.admin.params import InvalidParameter, parse_trace_list
-from proxy.admin.responses import ADMIN_STATE, error_response, json_response
-from proxy.core.errors import BadRequest, NotFound, ProxyError
+from proxy.admin.params import InvalidParameter, parse_cursor, parse_limit, parse_trace_list
+from proxy.admin.responses import json_response
+from proxy.admin.services import ADMIN
+from proxy.core.errors import BadRequest, NotFound
 from proxy.core.ids import DATASET_NAME, DATASET_NAME_RULE, ID_PATTERN, ID_RULE
 from proxy.datasets.columns import DEFAULT_COLUMNS, InvalidColumns, parse_columns
 from proxy.datasets.formats import csv_record, jsonl_line
 from proxy.store.datasets import (
     DatasetStore,
-    InvalidRowCursor,
     RowPosition,
     decode_row_cursor,
 )
-from proxy.store.keys import Keys
-from proxy.store.trace_query import MAX_LIMIT, TraceFilter, TraceQuery, decode_cursor
+from proxy.store.query_plan import MAX_LIMIT, TraceFilter, decode_cursor
 
 MAX_TRACES = 1000
 MAX_BODY_BYTES = 256 * 1024
@@ -42,8 +41,7 @@ _ROW_QUERY = frozenset({"annotation_status", "limit", "cursor", "format"})
 
 
 def _store(request: web.Request) -> DatasetStore:
-    state = request.app[ADMIN_STATE]
-    return DatasetStore(state.redis, Keys(state.settings.redis.key_prefix), state.store)
+    return request.app[ADMIN].datasets
 
 
 def _name(request: web.Request) -> str:
@@ -73,26 +71,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _errors_as_responses(handler: Handler) -> Handler:
-    """Our errors (raised while reading the request) become their JSON answers."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ProxyError as error:
-            return error_response(error.status, error.code, error.message)
-
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
-
-
 # -- POST /api/datasets/{name}/rows ----------------------------------------------------------
 
 
-@_errors_as_responses
 async def add_rows(request: web.Request) -> web.Response:
     """Add one row per trace (by id or by filter); a trace already in the dataset is kept."""
     name = _name(request)
@@ -172,8 +153,7 @@ def _as_params(name: str, value: Any) -> list[str]:
 
 async def _matching(request: web.Request, filters: TraceFilter) -> tuple[list[str], bool]:
     """Matching trace IDs, newest first, walking query pages up to MAX_TRACES: (ids, capped)."""
-    state = request.app[ADMIN_STATE]
-    query = TraceQuery(state.redis, Keys(state.settings.redis.key_prefix))
+    query = request.app[ADMIN].traces
     found: list[str] = []
     cursor = None
     while len(found) < MAX_TRACES:
@@ -193,7 +173,6 @@ async def list_datasets(request: web.Request) -> web.Response:
     return json_response({"datasets": await _store(request).list_datasets()})
 
 
-@_errors_as_responses
 async def list_rows(request: web.Request) -> web.StreamResponse:
     """One JSON page of rows in the order added, or the whole dataset streamed as JSONL/CSV."""
     name = _name(request)
@@ -224,24 +203,11 @@ def parse_row_query(
 
 
 def _limit(text: str | None) -> int:
-    if text is None:
-        return DEFAULT_LIMIT
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise BadRequest(
-            f"limit: must be an integer from 1 to {MAX_LIMIT}", code="invalid_parameter"
-        )
-    return int(text)
+    return DEFAULT_LIMIT if text is None else parse_limit(text)
 
 
 def _cursor(text: str | None) -> RowPosition | None:
-    if text is None:
-        return None
-    try:
-        return decode_row_cursor(text)
-    except InvalidRowCursor:
-        raise BadRequest(
-            "cursor: must be a next_cursor from an earlier answer", code="invalid_parameter"
-        ) from None
+    return None if text is None else parse_cursor(text, decode_row_cursor)
 
 
 async def _export(
@@ -285,7 +251,6 @@ def _drain(text: io.StringIO) -> bytes:
 # -- PATCH / DELETE ----------------------------------------------------------------------------
 
 
-@_errors_as_responses
 async def patch_row(request: web.Request) -> web.Response:
     """Set the row's annotation and/or annotation_status; 404 when there is no such row.
     A new annotation_status is also set on the trace, so ``GET /api/traces?annotation_status=``
@@ -296,8 +261,9 @@ async def patch_row(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound(f"No row {row_id} in dataset {name}.", code="row_not_found")
     if "annotation_status" in change:  # the trace follows its row (while it is kept)
-        state = request.app[ADMIN_STATE]
-        await state.store.set_annotation_status(row["trace_id"], change["annotation_status"])
+        await request.app[ADMIN].store.set_annotation_status(
+            row["trace_id"], change["annotation_status"]
+        )
     return json_response(row)
 
 
@@ -315,7 +281,6 @@ def parse_row_patch(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-@_errors_as_responses
 async def delete_row(request: web.Request) -> web.Response:
     """Remove one row; 404 when there is no such row."""
     name, row_id = _name(request), _row_id(request)
@@ -324,7 +289,6 @@ async def delete_row(request: web.Request) -> web.Response:
     return json_response({"dataset": name, "row_id": row_id, "deleted": True})
 
 
-@_errors_as_responses
 async def delete_dataset(request: web.Request) -> web.Response:
     """Remove the dataset and all its rows; 404 when there is no such dataset."""
     name = _name(request)

@@ -6,20 +6,13 @@ with ``authorization: {credentials: <token>}`` (or ``bearer_token_file``) in the
 
 from __future__ import annotations
 
-import os
-
 from aiohttp import web
 
-from proxy.admin.responses import ADMIN_STATE
-from proxy.metrics import workers as metrics_shared
+from proxy.admin.services import ADMIN
 from proxy.metrics.prometheus import CONTENT_TYPE, merge, render
 
 
 async def get_metrics(request: web.Request) -> web.Response:
     """This worker's live numbers plus every other worker's latest published snapshot."""
-    state = request.app[ADMIN_STATE]
-    snapshots = [metrics_shared.local_snapshot(state)]
-    if state.metrics_dir is not None:
-        snapshots += metrics_shared.read_others(state.metrics_dir, os.getpid())
-    merged, processes = merge(snapshots)
+    merged, processes = merge(request.app[ADMIN].scrape_metrics())
     return web.Response(body=render(merged, processes), headers={"Content-Type": CONTENT_TYPE})

@@ -17,8 +17,8 @@ from proxy.admin.api import datasets, patch
 from proxy.admin.responses import json_response
 from proxy.core.ids import DATASET_NAME
 from proxy.datasets.columns import COLUMN_NAME, MAX_COLUMNS
+from proxy.store.query_plan import DEFAULT_LIMIT, MAX_LIMIT
 from proxy.store.stats import GROUP_DIMENSIONS
-from proxy.store.trace_query import DEFAULT_LIMIT, MAX_LIMIT
 
 _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 _DATASET_PATTERN = "^" + DATASET_NAME.pattern + "$"

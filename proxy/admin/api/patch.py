@@ -15,10 +15,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.admin.responses import ADMIN_STATE, error_response, json_response
-from proxy.core.errors import BadRequest, ProxyError
+from proxy.admin.responses import json_response
+from proxy.admin.services import ADMIN
+from proxy.core.errors import BadRequest, NotFound
 from proxy.core.ids import ID_PATTERN, ID_RULE
-from proxy.feedback.events import feedback_record
+from proxy.feedback.events import feedback_answer, feedback_record
 from proxy.feedback.parse import (
     Feedback,
     FeedbackRules,
@@ -110,27 +111,20 @@ async def patch_span(request: web.Request) -> web.Response:
 
 
 async def _patch(request: web.Request, span_id: str | None) -> web.Response:
-    state = request.app[ADMIN_STATE]
+    services = request.app[ADMIN]
     trace_id = request.match_info["trace_id"]
-    try:
-        patch, feedback_id = await _read(request, state.feedback_rules, trace_id, span_id)
-    except ProxyError as error:
-        return error_response(error.status, error.code, error.message)
-    trace = await state.store.get_trace(trace_id)
+    patch, feedback_id = await _read(request, services.feedback_rules, trace_id, span_id)
+    trace = await services.store.get_trace(trace_id)
     if trace is None or (span_id and span_id not in {s["span_id"] for s in trace["spans"]}):
         what = f"span {span_id} of trace {trace_id}" if span_id else f"trace {trace_id}"
-        return error_response(404, "not_found", f"No {what}.")
+        raise NotFound(f"No {what}.", code="not_found")
     tags = tuple(dict.fromkeys((*patch.tags, *feedback_tags(patch.attributes))))
     feedback = Feedback(patch.attributes, tags, span_id, feedback_id)
     record = feedback_record(
         trace_id, feedback, "api", tuple(patch.delete_attributes), tuple(patch.delete_tags)
     )
-    status = await state.feedback.apply(record)
-    if status == "full":
-        cap = state.settings.feedback.max_events_per_trace
-        message = f"Feedback history of trace {trace_id} is full ({cap} events); nothing changed."
-        return error_response(413, "feedback_history_full", message)
-    return json_response({"trace_id": trace_id, "applied": status == "applied", "status": status})
+    status = await services.feedback.apply(record)
+    return json_response(feedback_answer(trace_id, status, services.settings.feedback))
 
 
 async def _read(

@@ -13,16 +13,15 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
-from proxy.admin.params import InvalidParameter, moment, until_moment
-from proxy.admin.responses import ADMIN_STATE, error_response, json_response
+from proxy.admin.params import InvalidParameter, moment, query_params, until_moment
+from proxy.admin.responses import json_response
+from proxy.admin.services import ADMIN
 from proxy.core.records import iso_from_ms
-from proxy.store.keys import Keys
 from proxy.store.stats import (
     BUCKET_MS,
     GROUP_DIMENSIONS,
     HOUR_MS,
     MAX_HOURS,
-    FeedbackStats,
     StatsQuery,
 )
 
@@ -31,13 +30,9 @@ _PARAMS = frozenset({"bucket", "since", "until", "group_by"})
 
 
 async def feedback_stats(request: web.Request) -> web.Response:
-    params = {name: request.query.getall(name) for name in request.query}
-    try:
-        query = parse_stats_query(params, now_ms=int(time.time() * 1000))
-    except InvalidParameter as error:
-        return error_response(400, "invalid_parameter", error.message)
-    state = request.app[ADMIN_STATE]
-    rows = await FeedbackStats(state.redis, Keys(state.settings.redis.key_prefix)).query(query)
+    """Counts per bucket (and per group), read from counters kept at merge time."""
+    query = parse_stats_query(query_params(request.query), now_ms=int(time.time() * 1000))
+    rows = await request.app[ADMIN].stats.query(query)
     return json_response(
         {
             "bucket": query.bucket,

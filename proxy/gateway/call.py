@@ -114,8 +114,14 @@ class Call:
             if status == "full":
                 self.feedback_error = "feedback history of this trace is full"
 
-    def add_trace_headers(self, headers: CIMultiDict[str], services: GatewayServices) -> None:
-        """IDs, a feedback token for this span, and what became of the request's feedback."""
+    def add_trace_headers(
+        self, headers: CIMultiDict[str], services: GatewayServices, relayed: bool = True
+    ) -> None:
+        """IDs, what became of the request's feedback, and a feedback token for this span.
+
+        The token only on an answer the upstream gave (``relayed``): an answer the proxy made
+        itself (401, 400, 404, ...) may go to a caller who is not authorised, and a token
+        would let it vote on whatever trace ID it named."""
         trace_id, span_id = self.ids
         headers["X-Trace-Id"] = trace_id
         headers["X-Span-Id"] = span_id
@@ -123,8 +129,9 @@ class Call:
         headers["Access-Control-Expose-Headers"] = (
             f"{theirs}, {EXPOSE_HEADERS}" if theirs else EXPOSE_HEADERS
         )
-        expires = int(time.time()) + services.settings.feedback.token_ttl_seconds
-        headers["X-Feedback-Token"] = issue(services.token_secret, trace_id, span_id, expires)
+        if relayed:
+            expires = int(time.time()) + services.settings.feedback.token_ttl_seconds
+            headers["X-Feedback-Token"] = issue(services.token_secret, trace_id, span_id, expires)
         if self.feedback_status:
             headers["X-Feedback-Status"] = self.feedback_status
         if self.feedback_error:
@@ -135,7 +142,7 @@ class Call:
         response = web.Response(
             status=error.status, body=error.body(), content_type="application/json"
         )
-        self.add_trace_headers(response.headers, services)
+        self.add_trace_headers(response.headers, services, relayed=False)
         return response
 
     def finish(self, services: GatewayServices) -> None:

@@ -66,7 +66,8 @@ async def test_a_refused_caller_cannot_vote_on_someone_elses_trace(
         "/openai/v1/chat/completions",
         **{"X-Trace-Id": "victim", "X-Proxy-Key": PROXY_KEY},
     )
-    assert owner.status == 200 and owner.headers["X-Feedback-Token"]
+    assert owner.status == 200
+    assert owner.headers["X-Feedback-Token"]
     attacker = await _call(http, keyed, "/openai/v1/chat/completions", **{"X-Trace-Id": "victim"})
     token = attacker.headers.get("X-Feedback-Token", "")
     body = {"trace_id": "victim", "attributes": {"user_feedback": "negative"}}
@@ -84,4 +85,5 @@ async def test_a_relayed_answer_carries_a_token(
 ) -> None:
     """An authorised call the upstream answered gets its token."""
     ok = await _call(http, keyed, "/openai/v1/chat/completions", **{"X-Proxy-Key": PROXY_KEY})
-    assert ok.status == 200 and ok.headers["X-Feedback-Token"].startswith("v1.")
+    assert ok.status == 200
+    assert ok.headers["X-Feedback-Token"].startswith("v1.")

@@ -1,4 +1,4 @@
-"""Feedback from headers and JSON attributes (SPEC §4): strict, normalised, all-or-nothing."""
+"""Feedback from headers and JSON attributes (docs/reference.md §4): strict, all-or-nothing."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_other_x_feedback_headers_are_not_feedback() -> None:
 
 
 def test_header_sets() -> None:
-    """The header and attribute names are exactly those of the SPEC §4 table, lowercase."""
+    """The header and attribute names are exactly those of docs/reference.md §4, lowercase."""
     assert {
         "x-feedback",
         "x-feedback-rating",
@@ -346,14 +346,14 @@ def test_comment_limit_is_configurable() -> None:
 
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_every_default_category_is_accepted(category: str) -> None:
-    """The default category taxonomy of SPEC §4, in any case, stored lowercase."""
+    """The default category taxonomy of docs/reference.md §4, in any case, stored lowercase."""
     stored = attrs(("X-Feedback-Category", f" {category.upper()} "))["user_feedback_category"]
     assert stored == category
 
 
 @pytest.mark.parametrize("reason", REASONS)
 def test_every_default_reason_is_accepted(reason: str) -> None:
-    """The default reason taxonomy of SPEC §4, in any case, stored lowercase."""
+    """The default reason taxonomy of docs/reference.md §4, in any case, stored lowercase."""
     assert attrs(("X-Feedback-Reason", reason.title()))["feedback_reason"] == reason
 
 
@@ -578,7 +578,7 @@ def test_one_bad_header_rejects_all() -> None:
 
 
 def test_first_bad_header_in_table_order_is_named() -> None:
-    """With several bad headers the error names the first in SPEC table order."""
+    """With several bad headers the error names the first, in docs/reference.md §4 order."""
     error = rejected(("X-Feedback-Id", "a b"), ("X-Feedback-Rating", "9"), ("X-Feedback", "meh"))
     assert error.source == "X-Feedback"
 

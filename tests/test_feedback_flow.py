@@ -1,4 +1,4 @@
-"""Feedback end to end: headers on model calls and POST /feedback, as users see them (SPEC §4)."""
+"""Feedback end to end: headers on model calls and POST /feedback, as users see them (§4)."""
 
 from __future__ import annotations
 

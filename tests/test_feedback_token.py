@@ -1,4 +1,4 @@
-"""Signed, expiring browser feedback tokens (SPEC §4 "Browser feedback without secrets")."""
+"""Signed, expiring browser feedback tokens (docs/reference.md §4, POST /feedback)."""
 
 from __future__ import annotations
 

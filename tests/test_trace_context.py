@@ -1,4 +1,4 @@
-"""Trace context from request headers (SPEC §3): our headers, traceparent and the dialects."""
+"""Trace context from request headers (docs/reference.md §3): ours, traceparent, dialects."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What makes settings valid, and how they are shown: ranges, cross-field rules, masking.
 
 Every rule raises ``ConfigError`` naming the dotted key, so a bad value stops start-up with
-one line. Kept apart from loading (``settings.py``), which only turns text into typed values.
+one line. Kept apart from loading (``load``), which only turns text into typed values.
 Pure: imports neither aiohttp nor redis.
 """
 

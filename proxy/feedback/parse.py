@@ -1,4 +1,4 @@
-"""User feedback from request headers and JSON attributes (SPEC §4).
+"""User feedback from request headers and JSON attributes (docs/reference.md §4).
 
 ``parse_feedback_headers`` runs on every proxied request, so it first asks the (case-insensitive)
 header mapping for its eight names and returns ``None`` at once when none is there. Parsing is

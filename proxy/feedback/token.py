@@ -1,4 +1,4 @@
-"""Signed, expiring feedback tokens for browsers (SPEC §4 "Browser feedback without secrets").
+"""Signed, expiring feedback tokens for browsers (docs/reference.md §4, POST /feedback).
 
 Every proxied response carries one, so :func:`issue` is one HMAC and a few base64 calls.
 A token reads ``v1.<trace>.<span>.<expires_at>.<signature>``: the trace and span IDs in unpadded

@@ -372,7 +372,7 @@ class RedisStore:
         return {model.decode() for model in raw}
 
     async def get_trace(self, trace_id: str) -> dict[str, Any] | None:
-        """The trace in the SPEC §5 shape, or None when it does not exist (or expired)."""
+        """The trace as docs/reference.md §5 shows it; None when it does not exist (or expired)."""
         keys = self._keys.trace(trace_id)
         pipe = self._client.pipeline(transaction=False)
         pipe.hgetall(keys.trace)

@@ -1,4 +1,4 @@
-"""How a stored trace reads back: Redis replies (bytes) to the documented JSON shape (SPEC §5)."""
+"""How a stored trace reads back: Redis replies (bytes) to the JSON of docs/reference.md §5."""
 
 from __future__ import annotations
 

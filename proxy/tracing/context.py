@@ -1,5 +1,5 @@
 """Trace context from request headers: our ``X-Trace-*`` headers, W3C ``traceparent`` and the
-drop-in dialects of Adaline, Portkey and Helicone (SPEC §3).
+drop-in dialects of Adaline, Portkey and Helicone (docs/reference.md §3).
 
 Runs on every proxied request, so it reads the headers in one pass, uses only precompiled
 patterns and returns at once when a request carries no trace header at all. Malformed values
@@ -80,7 +80,7 @@ CONSUMED_PREFIXES: tuple[str, ...] = (_HELICONE_PROPERTY,)
 _READ = frozenset(_DISPLAY)
 _JOINABLE = frozenset({"x-trace-tags"})  # a comma list may be split over several fields
 
-# Precedence, highest first (SPEC §3: our own header wins over every dialect).
+# Precedence, highest first (docs/reference.md §3: our own header wins over every dialect).
 _TRACE_ID_HEADERS = ("x-trace-id", "adaline-trace-reference-id", "x-portkey-trace-id")
 _PARENT_HEADERS = ("x-parent-span-id", "x-portkey-parent-span-id")
 _NAME_HEADERS = ("x-trace-name", "adaline-trace-name")

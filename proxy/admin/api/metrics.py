@@ -1,7 +1,8 @@
 """``GET /metrics``: the Prometheus text exposition, summed over every worker process.
 
-Behind the admin token like every admin route but ``/healthz`` (SPEC §6): Prometheus sends it
-with ``authorization: {credentials: <token>}`` (or ``bearer_token_file``) in the scrape config.
+Behind the admin token like every admin route but ``/healthz`` (docs/reference.md §6):
+Prometheus sends it with ``authorization: {credentials: <token>}`` (or ``bearer_token_file``)
+in the scrape config.
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def _schemas() -> dict[str, Any]:
         },
         "Trace": {
             "type": "object",
-            "description": "A trace with all its spans and feedback history (SPEC §5).",
+            "description": "A trace with all its spans and feedback history.",
             "required": ["trace_id", "created_at", "updated_at", "spans", "feedback"],
             "properties": {
                 **summary,

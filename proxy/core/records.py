@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any, Literal, NotRequired, TypedDict
 
 # Trace-level feedback attributes that get an index of their own (dimension name, attribute
 # key); also the default columns of a dataset row.
@@ -27,3 +28,128 @@ def iso_from_ms(ms: float) -> str:
 @lru_cache(maxsize=64)
 def _iso_second(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# -- The records the writer carries (and spools), as the recorder and the feedback service
+# build them. ``kind`` tells them apart. Plain JSON data: what is spooled reads back the same.
+
+
+class Usage(TypedDict):
+    """Token counts as the provider reported them; None when it did not say."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+
+
+class Output(TypedDict):
+    text: str | None
+    tool_calls: list[dict[str, Any]]
+
+
+class Span(TypedDict):
+    """One proxied call, as ``GET /api/traces/{id}`` shows it (docs/reference.md §5)."""
+
+    span_id: str
+    parent_span_id: str | None
+    upstream: str
+    method: str
+    path: str
+    status: int | None
+    started_at: str
+    duration_ms: float
+    ttft_ms: float | None
+    stream: bool
+    model: str | None
+    response_model: str | None
+    finish_reason: str | None
+    usage: Usage | None
+    raw_usage: dict[str, Any] | None
+    input: Any
+    output: Output | None
+    input_truncated: NotRequired[bool]
+    output_truncated: NotRequired[bool]
+    request_bytes: int
+    response_bytes: int
+    error: str | None
+    attributes: dict[str, Any]
+    tags: list[str]
+    client_span_id: NotRequired[str]
+
+
+class SpanTrace(TypedDict):
+    """What one call says about its trace (merged into the trace record)."""
+
+    trace_id: str
+    name: str | None
+    session_id: str | None
+    user_id: str | None
+    attributes: dict[str, Any]
+    tags: list[str]
+
+
+class SpanRecord(TypedDict):
+    id: str  # span:<trace_id>:<span_id>, the writer's idempotency key
+    kind: Literal["span"]
+    started_ms: int
+    trace: SpanTrace
+    span: Span
+
+
+class FeedbackEvent(TypedDict):
+    """One entry of a trace's feedback history."""
+
+    event_id: str
+    feedback_id: str | None
+    span_id: str | None
+    received_at: str
+    source: str  # header, route or api
+    attributes: dict[str, Any]
+    tags: list[str]
+
+
+class FeedbackRecord(TypedDict):
+    id: str  # fb:<trace_id>:<event_key>, the writer's idempotency key
+    kind: Literal["feedback"]
+    trace_id: str
+    event_key: str  # id:<X-Feedback-Id> (a later event with it replaces this one) or ev:<uuid>
+    event: FeedbackEvent
+    delete_attributes: list[str]
+    delete_tags: list[str]
+
+
+Record = SpanRecord | FeedbackRecord
+
+
+# -- What the store reads back.
+
+
+class Trace(TypedDict):
+    """A trace with all its spans and its feedback history (docs/reference.md §5)."""
+
+    trace_id: str | None
+    name: str | None
+    session_id: str | None
+    user_id: str | None
+    created_at: str
+    updated_at: str
+    attributes: dict[str, Any]
+    tags: list[str]
+    annotation_status: str | None
+    feedback: list[FeedbackEvent]
+    models: list[str]
+    span_count: int
+    spans: list[Span]
+
+
+class DatasetRow(TypedDict):
+    """One row of a dataset: the trace's latest answer and the mapped columns."""
+
+    row_id: str
+    trace_id: str
+    input: Any
+    output: Output | None
+    feedback: dict[str, Any]  # mapped column name -> value
+    annotation_status: str
+    annotation: dict[str, Any] | None
+    added_at: str

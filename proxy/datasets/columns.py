@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.core.records import INDEXED_ATTRIBUTES
+from proxy.core.records import INDEXED_ATTRIBUTES, DatasetRow, Trace
 
 DEFAULT_COLUMNS: dict[str, str] = {key: f"attributes.{key}" for _, key in INDEXED_ATTRIBUTES}
 MAX_COLUMNS = 32
@@ -76,20 +76,21 @@ def column_value(trace: Mapping[str, Any], last_span: Mapping[str, Any], source:
 
 
 def review_row(
-    trace: dict[str, Any] | None,
+    trace: Trace | None,
     trace_id: str,
     now_iso: str,
     columns: Mapping[str, str] = DEFAULT_COLUMNS,
-) -> dict[str, Any]:
+) -> DatasetRow:
     """A dataset row: the trace's latest answer and its mapped columns (under ``feedback``)."""
-    spans = (trace or {}).get("spans") or []
-    last = spans[-1] if spans else {}
+    spans = trace["spans"] if trace is not None else []
+    last: Mapping[str, Any] = spans[-1] if spans else {}
+    source: Mapping[str, Any] = trace if trace is not None else {}
     return {
         "row_id": trace_id,
         "trace_id": trace_id,
         "input": last.get("input"),
         "output": last.get("output"),
-        "feedback": {name: column_value(trace or {}, last, src) for name, src in columns.items()},
+        "feedback": {name: column_value(source, last, src) for name, src in columns.items()},
         "annotation_status": "empty",
         "annotation": None,
         "added_at": now_iso,

@@ -15,7 +15,7 @@ from typing import Any
 
 from proxy.config import FeedbackSettings
 from proxy.core.errors import PayloadTooLarge
-from proxy.core.records import iso_from_ms
+from proxy.core.records import FeedbackRecord, iso_from_ms
 from proxy.feedback.parse import (
     FEEDBACK_KEYS,
     Feedback,
@@ -33,7 +33,7 @@ def feedback_record(
     source: str,
     delete_attributes: tuple[str, ...] = (),
     delete_tags: tuple[str, ...] = (),
-) -> dict[str, Any]:
+) -> FeedbackRecord:
     """The record the store merges: one event, keyed by X-Feedback-Id when there is one."""
     event_id = uuid.uuid4().hex
     key = f"id:{feedback.feedback_id}" if feedback.feedback_id else f"ev:{event_id}"

@@ -8,9 +8,9 @@ or ``full`` (the trace's history cap is reached; nothing changed).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from proxy.core.errors import StoreUnavailable
+from proxy.core.records import FeedbackRecord
 from proxy.feedback.model_lookup import TraceModels
 from proxy.metrics.feedback import FeedbackCounts
 from proxy.store.redis_store import RedisStore
@@ -34,7 +34,7 @@ class FeedbackService:
         self._tasks: set[asyncio.Task[str]] = set()
         self.counts = FeedbackCounts()
 
-    def start(self, record: dict[str, Any], model: str | None = None) -> asyncio.Task[str]:
+    def start(self, record: FeedbackRecord, model: str | None = None) -> asyncio.Task[str]:
         """Apply in the background (while the upstream call runs); await the task for status.
 
         ``model`` is the model of the call that carries the feedback, for the metrics."""
@@ -48,7 +48,7 @@ class FeedbackService:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def apply(self, record: dict[str, Any], model: str | None = None) -> str:
+    async def apply(self, record: FeedbackRecord, model: str | None = None) -> str:
         """``applied``, ``queued`` or ``full``; never raises for Redis trouble.
 
         While the writer is degraded (Redis down, or older records still in the spool) the

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from proxy.config import CaptureSettings
 from proxy.core.errors import ProxyError
 from proxy.core.ids import new_span_id, new_trace_id
+from proxy.core.records import Span
 from proxy.feedback.token import issue
 from proxy.gateway.headers import EXPOSE_HEADERS
 from proxy.gateway.services import GatewayServices
@@ -155,7 +156,7 @@ class Call:
         self._observe(services.call_metrics, span)
         self._log()
 
-    def _observe(self, metrics: CallMetrics, span: dict[str, Any] | None) -> None:
+    def _observe(self, metrics: CallMetrics, span: Span | None) -> None:
         """The call's metrics; model and usage come from the span (unknown when not recorded)."""
         recorder = self.recorder
         ttft = None

@@ -17,8 +17,9 @@ Pure: imports neither aiohttp nor redis.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping
 from typing import Any
+
+from proxy.core.records import Usage
 
 # Whole-call latency: LLM calls run from milliseconds (errors, cached answers) to minutes.
 DURATION_BUCKETS = (
@@ -120,7 +121,7 @@ class CallMetrics:
         status: int | None,
         duration: float,
         ttft: float | None,
-        usage: Mapping[str, int | None] | None,
+        usage: Usage | None,
         error: str | None,
     ) -> None:
         """One finished call. ``upstream`` is ``""`` when the call was never routed,

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from proxy.core.records import FeedbackEvent
 from proxy.metrics.calls import ModelLabels
 
 # Feedback attributes counted for metrics: (label, attribute key).
@@ -33,7 +34,7 @@ class FeedbackCounts:
         self._model_label = ModelLabels()
 
     def add(
-        self, event: dict[str, Any], previous: dict[str, Any] | None, model: str | None = None
+        self, event: FeedbackEvent, previous: FeedbackEvent | None, model: str | None = None
     ) -> None:
         label = self._model_label(model)
         if previous is not None:
@@ -44,7 +45,7 @@ class FeedbackCounts:
         """Rows of ``[[label, value, model], [count]]`` for the metrics snapshot."""
         return [[list(key), [count]] for key, count in self.counts.items()]
 
-    def _count(self, event: dict[str, Any], model: str, step: int) -> None:
+    def _count(self, event: FeedbackEvent, model: str, step: int) -> None:
         attrs = event.get("attributes") or {}
         for label, key in COUNTED:
             value = attrs.get(key)

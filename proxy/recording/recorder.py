@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
 from proxy.config import CaptureSettings
-from proxy.core.records import iso_from_ms
+from proxy.core.records import Output, Span, SpanRecord, iso_from_ms
+from proxy.core.records import Usage as UsageRecord
 from proxy.recording.providers.base import (
     EndpointParser,
     ParsedRequest,
@@ -125,13 +126,14 @@ class Recorder:
 
     def record(
         self, attributes: dict[str, Any], status: int | None, error: str | None
-    ) -> dict[str, Any]:
+    ) -> SpanRecord:
         """The span record for the writer (plain data; serialised in the writer's batch)."""
         context = self.context
         now = time.perf_counter()
         request = self._parse_request()
         response = self._finish_response()
-        span = {
+        content = self._content(request, response)
+        span: Span = {
             "span_id": context.span_id,
             "parent_span_id": context.parent_span_id,
             "upstream": self.upstream,
@@ -147,13 +149,17 @@ class Recorder:
             "finish_reason": response.finish_reason,
             "usage": _usage(response.usage),
             "raw_usage": response.raw_usage,
-            **self._content(request, response),
+            "input": content["input"],
+            "output": content["output"],
             "request_bytes": self._request_size,
             "response_bytes": self._body_size,
             "error": error or response.error,
             "attributes": {},
             "tags": [],
         }
+        if "input_truncated" in content:  # only when bodies are captured
+            span["input_truncated"] = content["input_truncated"]
+            span["output_truncated"] = content["output_truncated"]
         if context.client_span_id:
             span["client_span_id"] = context.client_span_id
         return {
@@ -199,11 +205,11 @@ class Recorder:
             self._response.feed_json(bytes(self._body))
         return self._response.result()
 
-    def _content(self, request: ParsedRequest, response: ParsedResponse) -> dict[str, Any]:
+    def _content(self, request: ParsedRequest, response: ParsedResponse) -> _Content:
         if not self._capture.bodies:
             return {"input": None, "output": None}
         input_, input_truncated = self._input(request)
-        output = None
+        output: Output | None = None
         if self._response is not None:
             output = {"text": response.text, "tool_calls": response.tool_calls}
         return {
@@ -226,7 +232,14 @@ class Recorder:
         return {"body": text}, True
 
 
-def _usage(usage: Usage | None) -> dict[str, int | None] | None:
+class _Content(TypedDict):
+    input: Any
+    output: Output | None
+    input_truncated: NotRequired[bool]
+    output_truncated: NotRequired[bool]
+
+
+def _usage(usage: Usage | None) -> UsageRecord | None:
     if usage is None:
         return None
     return {

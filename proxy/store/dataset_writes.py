@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from proxy.core.records import DatasetRow
 from proxy.datasets.columns import ORDER_STEP
 from proxy.store.keys import Keys
 
@@ -15,7 +16,7 @@ def queue_rows(
     pipe: Any,
     keys: Keys,
     name: str,
-    rows: list[dict[str, Any]],
+    rows: Sequence[DatasetRow],
     columns: Mapping[str, str],
     added_at: float,
 ) -> None:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 
-from proxy.core.records import iso_from_ms
+from proxy.core.records import Trace, iso_from_ms
 from proxy.datasets.columns import (
     DEFAULT_COLUMNS,
     csv_header,
@@ -121,15 +121,15 @@ class DatasetStore:
         missing = [t for t, trace in zip(fresh, traces, strict=True) if trace is None]
         return AddResult(added, existing, missing)
 
-    async def _fetch(self, trace_ids: list[str]) -> list[dict[str, Any] | None]:
-        found: list[dict[str, Any] | None] = []
+    async def _fetch(self, trace_ids: list[str]) -> list[Trace | None]:
+        found: list[Trace | None] = []
         for i in range(0, len(trace_ids), FETCH_CONCURRENCY):
             chunk = trace_ids[i : i + FETCH_CONCURRENCY]
             found += await asyncio.gather(*(self._traces.get_trace(t) for t in chunk))
         return found
 
     async def _write_rows(
-        self, name: str, traces: list[tuple[str, dict[str, Any]]], columns: Mapping[str, str]
+        self, name: str, traces: list[tuple[str, Trace]], columns: Mapping[str, str]
     ) -> list[bool]:
         """Write the rows that are new: (was each row new)."""
         if not traces:

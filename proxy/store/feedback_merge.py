@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from proxy.config import ReviewRule
-from proxy.core.records import INDEXED_ATTRIBUTES
+from proxy.core.records import INDEXED_ATTRIBUTES, FeedbackEvent, FeedbackRecord
 from proxy.datasets.review import rule_matches
 from proxy.store.keys import Keys
 
@@ -24,13 +24,13 @@ class MergeResult:
     status: str  # "applied" (new), "replaced" (same feedback_id), "duplicate" (replay), "full"
     created_ms: int = 0
     annotation_status: str | None = None
-    previous: dict[str, Any] | None = None  # the event this one replaced
+    previous: FeedbackEvent | None = None  # the event this one replaced
     indexes: tuple[str, ...] = ()  # index keys that must list the trace at created_ms
     stats: bytes | None = None  # the trace's stats state, when the counters must follow
 
 
 def merge_args(
-    record: dict[str, Any], now_ms: int, retention_s: int, max_events: int, keys: Keys
+    record: FeedbackRecord, now_ms: int, retention_s: int, max_events: int, keys: Keys
 ) -> list[Any]:
     """ARGV for merge_feedback.lua from a feedback record (see the script's header)."""
     indexes = feedback_index_keys(keys, record)
@@ -64,7 +64,7 @@ def parse_result(raw: list[Any]) -> MergeResult:
     )
 
 
-def feedback_index_keys(keys: Keys, record: dict[str, Any]) -> list[str]:
+def feedback_index_keys(keys: Keys, record: FeedbackRecord) -> list[str]:
     """The indexes a feedback event puts its trace in (the script adds the annotation one)."""
     event = record["event"]
     indexes = [keys.index_by_time, keys.index("has_feedback", "1")]
@@ -83,7 +83,7 @@ def _thumbs_tag(attrs: dict[str, Any]) -> set[str]:
     return {"thumbs-down"} if vote == "negative" else {"thumbs-up"} if vote == "positive" else set()
 
 
-def matching_rules(rules: tuple[ReviewRule, ...], record: dict[str, Any]) -> list[str]:
+def matching_rules(rules: tuple[ReviewRule, ...], record: FeedbackRecord) -> list[str]:
     """Datasets whose review rule this trace-level feedback matches."""
     event = record["event"]
     if event.get("span_id"):

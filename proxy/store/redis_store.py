@@ -27,7 +27,15 @@ from redis.exceptions import (
 )
 
 from proxy.config import ReviewRule
-from proxy.core.records import iso_from_ms
+from proxy.core.records import (
+    FeedbackRecord,
+    Record,
+    Span,
+    SpanRecord,
+    SpanTrace,
+    Trace,
+    iso_from_ms,
+)
 from proxy.datasets.columns import DEFAULT_COLUMNS, review_row
 from proxy.store.dataset_writes import queue_rows
 from proxy.store.errors import REDIS_FAILURES, unavailable
@@ -87,7 +95,7 @@ def _score_pairs(mapping: dict[str, int]) -> list[Any]:
     return [item for member, score in mapping.items() for item in (score, member)]
 
 
-def _feedback_entry(record: dict[str, Any]) -> dict[Any, Any]:
+def _feedback_entry(record: FeedbackRecord) -> dict[Any, Any]:
     event = record["event"]
     return {
         "type": "feedback",
@@ -142,21 +150,26 @@ class RedisStore:
         except REDIS_FAILURES:
             return False
 
-    async def write_batch(self, records: Sequence[dict[str, Any]]) -> None:
+    async def write_batch(self, records: Sequence[Record]) -> None:
         """Write span and feedback records; idempotent per record, so a failed batch may be
         re-sent whole (a replayed feedback event replaces itself)."""
-        spans = [r for r in records if r["kind"] == "span"]
-        feedback = [r for r in records if r["kind"] == "feedback"]
+        spans: list[SpanRecord] = []
+        feedback: list[FeedbackRecord] = []
+        for record in records:
+            if record["kind"] == "span":
+                spans.append(record)
+            else:
+                feedback.append(record)
         await self._with_scripts(self._write_spans, spans)
         if feedback:
             await self._with_scripts(self._replay_all, feedback)
 
-    async def merge_feedback(self, record: dict[str, Any]) -> MergeResult:
+    async def merge_feedback(self, record: FeedbackRecord) -> MergeResult:
         """Merge one feedback event now (the live path); raises StoreUnavailable."""
         results: list[MergeResult] = await self._with_scripts(self._merge_all, [record])
         return results[0]
 
-    async def _with_scripts(self, operation: Any, records: Sequence[dict[str, Any]]) -> Any:
+    async def _with_scripts(self, operation: Any, records: Sequence[Record]) -> Any:
         """Run ``operation``, loading scripts Redis lost (a restart) once; translate errors."""
         try:
             try:
@@ -177,7 +190,7 @@ class RedisStore:
             self._shas[name] = await self._client.script_load(SCRIPTS[name])
         return self._shas[name]
 
-    async def _write_spans(self, records: Sequence[dict[str, Any]]) -> None:
+    async def _write_spans(self, records: Sequence[SpanRecord]) -> None:
         if not records:
             return
         sha = await self._sha("record_span")
@@ -242,13 +255,13 @@ class RedisStore:
                 queue_stats(pipe, sha, self._keys, trace_id, state, self._retention_s)
         return pipe
 
-    async def _replay_all(self, records: Sequence[dict[str, Any]]) -> list[MergeResult]:
+    async def _replay_all(self, records: Sequence[FeedbackRecord]) -> list[MergeResult]:
         """Feedback that waited in the queue or spool: its client was told "queued", so it is
         applied whatever the history cap says (the cap guards live requests)."""
         return await self._merge_all(records, cap=0)
 
     async def _merge_all(
-        self, records: Sequence[dict[str, Any]], cap: int | None = None
+        self, records: Sequence[FeedbackRecord], cap: int | None = None
     ) -> list[MergeResult]:
         sha = await self._sha("merge_feedback")
         now_ms = int(time.time() * 1000)
@@ -263,7 +276,7 @@ class RedisStore:
         return results
 
     async def _after_merge(
-        self, records: Sequence[dict[str, Any]], results: list[MergeResult]
+        self, records: Sequence[FeedbackRecord], results: list[MergeResult]
     ) -> None:
         """Index upkeep, stats, the event stream and review-queue rows (all idempotent)."""
         pairs = zip(records, results, strict=True)
@@ -321,7 +334,7 @@ class RedisStore:
         rows = await self._client.hmget(self._keys.dataset_rows(dataset), order)
         return [orjson.loads(r) for r in rows if r is not None]
 
-    def _queue_span(self, pipe: Any, sha: str, record: dict[str, Any], now_ms: str) -> None:
+    def _queue_span(self, pipe: Any, sha: str, record: SpanRecord, now_ms: str) -> None:
         """Two commands per span: the script, then the stream entry (replies[::2] = scripts).
 
         ``pipe`` is a redis-py pipeline or a ``RespBatch``. The commands are the raw EVALSHA
@@ -348,7 +361,7 @@ class RedisStore:
         pipe.execute_command(*args)
         pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
 
-    def _index_keys(self, trace: dict[str, Any], span: dict[str, Any]) -> list[str]:
+    def _index_keys(self, trace: SpanTrace, span: Span) -> list[str]:
         """The indexes a span lists its trace in, in the order record_span.lua gets them: time,
         then session, user, model and upstream when set, then one per tag."""
         prefix = self._index_prefix
@@ -371,7 +384,7 @@ class RedisStore:
             raise unavailable(exc) from exc
         return {model.decode() for model in raw}
 
-    async def get_trace(self, trace_id: str) -> dict[str, Any] | None:
+    async def get_trace(self, trace_id: str) -> Trace | None:
         """The trace as docs/reference.md §5 shows it; None when it does not exist (or expired)."""
         keys = self._keys.trace(trace_id)
         pipe = self._client.pipeline(transaction=False)

@@ -6,14 +6,14 @@ from typing import Any
 
 import orjson
 
-from proxy.core.records import iso_from_ms
+from proxy.core.records import Span, Trace, iso_from_ms
 
 
 def _text(value: bytes | None) -> str | None:
     return value.decode() if value is not None else None
 
 
-def assemble_trace(raw: dict[str, Any]) -> dict[str, Any]:
+def assemble_trace(raw: dict[str, Any]) -> Trace:
     """One trace as ``GET /api/traces/{id}`` returns it, spans in the order they started.
 
     ``raw`` holds what Redis returned for the trace's keys (see ``keys.TraceKeys``).
@@ -38,7 +38,7 @@ def assemble_trace(raw: dict[str, Any]) -> dict[str, Any]:
 
 def split_feedback_fields(
     spans: dict[bytes, bytes], span_feedback: dict[bytes, bytes]
-) -> list[dict[str, Any]]:
+) -> list[Span]:
     """Spans in start order, each with the feedback attributes and tags aimed at it."""
     by_span: dict[str, dict[str, Any]] = {}
     for field, value in span_feedback.items():

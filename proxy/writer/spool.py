@@ -26,9 +26,11 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import orjson
+
+from proxy.core.records import Record
 
 SPOOL_GLOB = "spool-*.jsonl"
 TEMP_GLOB = ".spool-*.tmp"
@@ -55,7 +57,7 @@ class _Segment:
 class SpoolBatch:
     """The next records to replay; ``commit`` it once Redis has taken them."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     bad_lines: int = 0  # lines skipped because they do not parse (records lost)
     segment: _Segment | None = None
     end: int = 0
@@ -88,7 +90,7 @@ class Spool:
         self._segments = [s for s in self._segments if s not in own] + claimed + own
         return len(claimed)
 
-    def append(self, records: Sequence[dict[str, Any]]) -> int:
+    def append(self, records: Sequence[Record]) -> int:
         """Append records as JSON lines; returns how many could not be encoded (skipped).
 
         Raises ``OSError`` when the disk refuses the write; then none of them was spooled.
@@ -259,7 +261,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _encode(records: Sequence[dict[str, Any]]) -> tuple[bytes, int]:
+def _encode(records: Sequence[Record]) -> tuple[bytes, int]:
     lines: list[bytes] = []
     for record in records:
         with contextlib.suppress(orjson.JSONEncodeError):
@@ -267,13 +269,13 @@ def _encode(records: Sequence[dict[str, Any]]) -> tuple[bytes, int]:
     return b"".join(lines), len(records) - len(lines)
 
 
-def _decode(lines: list[bytes]) -> tuple[list[dict[str, Any]], int]:
-    records: list[dict[str, Any]] = []
+def _decode(lines: list[bytes]) -> tuple[list[Record], int]:
+    records: list[Record] = []
     for line in lines:
         with contextlib.suppress(orjson.JSONDecodeError):
             record = orjson.loads(line)
             if isinstance(record, dict):
-                records.append(record)
+                records.append(cast(Record, record))  # written by _encode from a Record
     return records, len(lines) - len(records)
 
 

@@ -27,11 +27,12 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from proxy.core.errors import StoreUnavailable  # re-exported: the one class the store raises
+from proxy.core.records import Record
 from proxy.writer.spool import Spool
 
 __all__ = ["RecordStore", "StoreUnavailable", "Writer"]
@@ -40,7 +41,7 @@ log = structlog.get_logger("proxy.writer")
 
 
 class RecordStore(Protocol):
-    async def write_batch(self, records: Sequence[dict[str, Any]]) -> None:
+    async def write_batch(self, records: Sequence[Record]) -> None:
         """Write records idempotently (per ``id``); ``StoreUnavailable`` when Redis can't."""
 
 
@@ -65,8 +66,8 @@ class Writer:
         self._flush_interval = flush_interval
         self._write_timeout = write_timeout
         self._retry_interval = retry_interval
-        self._queue: deque[dict[str, Any]] = deque()
-        self._in_flight: list[dict[str, Any]] = []
+        self._queue: deque[Record] = deque()
+        self._in_flight: list[Record] = []
         self._wake = asyncio.Event()  # records arrived (or close() was called)
         self._progress = asyncio.Event()  # the flush task finished a step
         self._task: asyncio.Task[None] | None = None
@@ -103,7 +104,7 @@ class Writer:
                 log.info("replaying orphaned spool files", files=claimed, bytes=self.spool_bytes)
         self._task = asyncio.create_task(self._run(), name="proxy-writer")
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, record: Record) -> None:
         """Hand a record over: O(1), never blocks, never raises (a full queue spills to disk)."""
         if len(self._queue) >= self._max_queue:
             self._spill(record)
@@ -199,7 +200,7 @@ class Writer:
         if not batch.records or await self._write(batch.records):
             self._spool.commit(batch)
 
-    async def _write(self, records: list[dict[str, Any]]) -> bool:
+    async def _write(self, records: list[Record]) -> bool:
         """True when the records need nothing more (written, or rejected as malformed)."""
         try:
             await asyncio.wait_for(self._store.write_batch(records), self._write_timeout)
@@ -212,7 +213,7 @@ class Writer:
         self._mark_up(len(records))
         return True
 
-    async def _write_one_by_one(self, records: list[dict[str, Any]]) -> bool:
+    async def _write_one_by_one(self, records: list[Record]) -> bool:
         for record in records:
             try:
                 await asyncio.wait_for(self._store.write_batch([record]), self._write_timeout)
@@ -238,13 +239,13 @@ class Writer:
         self._redis_ok = True
         self.written += count
 
-    def _spill(self, record: dict[str, Any]) -> None:
+    def _spill(self, record: Record) -> None:
         """Queue full: move it and the new record to the spool, in order."""
         self._to_spool([*self._queue, record])
         self._queue.clear()
         self._wake.set()
 
-    def _to_spool(self, records: list[dict[str, Any]]) -> None:
+    def _to_spool(self, records: list[Record]) -> None:
         if not records:
             return
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import RunningProxy
+from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import FakeProvider
 from tests.test_cli import serving
 
@@ -137,3 +137,56 @@ async def test_expect_100_continue_still_gets_100_then_the_answer(
     writer.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert fake_provider.requests[-1].body == body
+
+
+# ----------------------------------------------------------------------------- paths
+
+CLIMBING = [
+    b"/v1/..%2f..%2fadmin",
+    b"/v1/..%2F..%2Fadmin",
+    b"/v1/..\\..\\admin",
+    b"/v1/..%5cadmin",
+    b"/v1/..;/admin",
+    b"/v1/.;x/admin",
+    b"/v1/%2e%2e/admin",
+    b"/v1/%2E%2e/admin",
+    b"/v1/.%2E/admin",
+    b"/v1/%252e%252e/admin",
+    b"/v1/%25252e%25252e%25252fadmin",
+    b"/openai/v1/..%252fadmin",
+    b"/v1/%2525252e%2525252e/admin",
+]
+
+
+@pytest.mark.parametrize("path", CLIMBING)
+async def test_encoded_dot_segments_are_refused_before_anything_is_forwarded(
+    path: bytes, start: StartProxy, fake_provider: FakeProvider
+) -> None:
+    """An upstream that decodes %2f, %252e, \\ or ;params could be walked out of its prefix."""
+    proxy = await start(**{"upstreams.openai.base_url": f"{fake_provider.base_url}/prefix"})
+    status, body = await raw_request(proxy.url, b"POST " + path + b" HTTP/1.1\r\nHost: x")
+    assert status == 400, body
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "invalid_path"
+    assert error["message"].startswith("path: must not contain . or .. segments")
+    assert fake_provider.requests == []
+
+
+@pytest.mark.parametrize(
+    ("path", "seen"),
+    [
+        (b"/v1/models/org%2Fname", "/prefix/v1/models/org/name"),
+        (b"/v1/files/a..b/.hidden", "/prefix/v1/files/a..b/.hidden"),
+        (b"/v1/files/100%25", "/prefix/v1/files/100%"),
+    ],
+)
+async def test_paths_that_only_look_odd_are_still_forwarded_unchanged(
+    path: bytes, seen: str, start: StartProxy, fake_provider: FakeProvider
+) -> None:
+    """Encoded slashes, dots inside names and %25 alone climb nowhere: they are forwarded.
+
+    (The fake provider records the decoded path.)"""
+    proxy = await start(**{"upstreams.openai.base_url": f"{fake_provider.base_url}/prefix"})
+    status, _ = await raw_request(proxy.url, b"GET " + path + b" HTTP/1.1\r\nHost: x")
+    assert status != 400
+    assert fake_provider.requests[-1].path == seen

@@ -68,8 +68,6 @@ async def test_trace_attributes_with_only_a_timestamp_is_400_and_nothing_forward
     assert await flushed_absent(http, proxy, "ts-attr")
 
 
-# Needs one line in proxy/admin/api/patch.py parse_patch (require_feedback_value after validate).
-@pytest.mark.xfail(strict=True, reason="admin/api/patch.py: require_feedback_value")
 async def test_patch_with_only_a_timestamp_is_400_and_changes_nothing(
     proxy: RunningProxy, http: aiohttp.ClientSession
 ) -> None:

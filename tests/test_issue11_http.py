@@ -66,11 +66,6 @@ async def test_malformed_credential_header_logs_one_line_without_the_value(
     assert fake_provider.requests == []
 
 
-# Needs the hook in proxy/runtime/server.py (_start_runner builds http_errors.SafeAppRunner).
-NEEDS_RUNNER_HOOK = pytest.mark.xfail(strict=True, reason="runtime/server.py: SafeAppRunner")
-
-
-@NEEDS_RUNNER_HOOK
 @pytest.mark.parametrize("line", MALFORMED)
 async def test_malformed_header_answer_names_the_header_never_the_value(
     line: bytes, proxy: RunningProxy, fake_provider: FakeProvider
@@ -87,11 +82,7 @@ async def test_malformed_header_answer_names_the_header_never_the_value(
 
 # ----------------------------------------------------------------------------- Expect
 
-# Needs the hook in proxy/gateway/app.py (every route gets expect_handler=expect.expect_handler).
-NEEDS_EXPECT_HOOK = pytest.mark.xfail(strict=True, reason="gateway/app.py: expect_handler")
 
-
-@NEEDS_EXPECT_HOOK
 @pytest.mark.parametrize("path", [b"/v1/chat/completions", b"/feedback", b"/healthz"])
 async def test_non_utf8_expect_is_400_naming_the_header(
     path: bytes, proxy: RunningProxy, fake_provider: FakeProvider
@@ -105,7 +96,6 @@ async def test_non_utf8_expect_is_400_naming_the_header(
     assert fake_provider.requests == []
 
 
-@NEEDS_EXPECT_HOOK
 async def test_unknown_expect_is_417_without_echoing_the_value(
     proxy: RunningProxy, fake_provider: FakeProvider
 ) -> None:

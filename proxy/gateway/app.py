@@ -21,6 +21,7 @@ from proxy.config import Settings
 from proxy.feedback.model_lookup import TraceModels
 from proxy.feedback.parse import FeedbackRules
 from proxy.feedback.service import FeedbackService
+from proxy.gateway.expect import expect_handler
 from proxy.gateway.feedback_route import post_feedback, preflight_feedback
 from proxy.gateway.forward import forward
 from proxy.gateway.upstream import Router, client_session
@@ -53,11 +54,11 @@ def create_app(settings: Settings, metrics_dir: Path | None = None) -> web.Appli
         [_shared_metrics, _redis_store, _writer, _feedback, _retention, _client_session,
          _companions]
     )  # fmt: skip
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_post("/feedback", post_feedback)
-    app.router.add_route("OPTIONS", "/feedback", preflight_feedback)
-    app.router.add_route("*", "/{tail:.*}", forward)
+    app.router.add_get("/healthz", healthz, expect_handler=expect_handler)
+    app.router.add_get("/readyz", readyz, expect_handler=expect_handler)
+    app.router.add_post("/feedback", post_feedback, expect_handler=expect_handler)
+    app.router.add_route("OPTIONS", "/feedback", preflight_feedback, expect_handler=expect_handler)
+    app.router.add_route("*", "/{tail:.*}", forward, expect_handler=expect_handler)
     return app
 
 

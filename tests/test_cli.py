@@ -401,3 +401,22 @@ async def test_second_serve_on_same_data_dir_fails_fast(tmp_path: Path) -> None:
         await first.wait_healthy(timeout=2)
         code, _, stderr = await first.stop()
         assert code == 0, stderr
+
+
+def test_anthropic_upstream_flag_retargets_anthropic_only(tmp_path: Path) -> None:
+    """--anthropic-upstream sets upstreams.anthropic.base_url, beside --upstream (the default)."""
+    done = run_cli(
+        tmp_path, "check-config",
+        "--upstream", "http://127.0.0.1:9997", "--anthropic-upstream", "http://127.0.0.1:9998",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["upstreams"]["anthropic"]["base_url"] == "http://127.0.0.1:9998"
+    assert shown["upstreams"]["openai"]["base_url"] == "http://127.0.0.1:9997"
+
+
+def test_anthropic_upstream_flag_is_validated_and_listed_for_serve(tmp_path: Path) -> None:
+    """A bad --anthropic-upstream is one line naming the key; serve --help lists the flag."""
+    done = run_cli(tmp_path, "check-config", "--anthropic-upstream", "localhost:1")
+    assert_one_line_error(done, "upstreams.anthropic.base_url")
+    assert "--anthropic-upstream" in run_cli(tmp_path, "serve", "--help").stdout

@@ -97,6 +97,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         "--config", help="TOML file (default: config/feedback-proxy.toml if present)"
     )
     parser.add_argument("--upstream", help="base URL of the default upstream")
+    parser.add_argument(
+        "--anthropic-upstream",
+        help="base URL of the anthropic upstream (upstreams.anthropic.base_url)",
+    )
     parser.add_argument("--redis", help="Redis URL (default: the embedded Redis)")
     parser.add_argument(
         "--redis-cluster",
@@ -119,15 +123,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ("port", "proxy.port"),
         ("admin_port", "admin.port"),
         ("workers", "proxy.workers"),
+        ("anthropic_upstream", "upstreams.anthropic.base_url"),
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     settings = load_settings(args.config, overrides=overrides)
     if args.upstream:
-        # --upstream retargets the default upstream; validated like the file's base_url.
+        # --upstream retargets the default upstream; validated like the file's base_url. A flag
+        # naming the upstream (--anthropic-upstream) is more specific and wins over it.
         name = settings.proxy.default_upstream
         settings = load_settings(
-            args.config, overrides={**overrides, f"upstreams.{name}.base_url": args.upstream}
+            args.config, overrides={f"upstreams.{name}.base_url": args.upstream, **overrides}
         )
     return settings
 

@@ -5,8 +5,10 @@ header mapping for its eight names and returns ``None`` at once when none is the
 strict and all-or-nothing: the first bad header raises :class:`InvalidFeedback` and nothing of the
 request's feedback is kept. JSON attribute objects (``X-Trace-Attributes``, the ``POST /feedback``
 body, admin ``PATCH`` bodies) go through :func:`validate_attributes`, which applies the same value
-rules to the feedback keys and passes every other key through. Error messages name the header
-(or attribute) and the rule, never the client's value. Pure: imports neither aiohttp nor redis.
+rules to the feedback keys and passes every other key through. A timestamp without a feedback
+value is refused everywhere (``require_feedback_value``), as in headers. Error messages name the
+header (or attribute) and the rule, never the client's value. Pure: imports neither aiohttp nor
+redis.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "feedback_tags",
     "format_timestamp",
     "parse_feedback_headers",
+    "require_feedback_value",
     "validate_attributes",
     "validate_id",
 ]
@@ -76,10 +79,9 @@ _RATING_RULE = f"must be a number from {MIN_RATING} to {MAX_RATING}"
 _VERDICT_RULE = "must be positive or negative"
 _TIMESTAMP_RULE = "must be an ISO 8601 date and time with a time zone (Z or +hh:mm)"
 _EMPTY_RULE = "must not be empty"
-_NO_VALUE_RULE = (
-    "carries no feedback value; send one of X-Feedback, X-Feedback-Rating, X-Feedback-Comment, "
-    "X-Feedback-Category, X-Feedback-Reason"
-)
+_NO_VALUE = "carries no feedback value; send one of "
+_NO_VALUE_RULE = _NO_VALUE + ", ".join(display for display, _ in _VALUE_HEADERS.values())
+_NO_VALUE_KEY_RULE = _NO_VALUE + ", ".join(key for _, key in _VALUE_HEADERS.values())
 
 
 class InvalidFeedback(BadRequest):
@@ -161,15 +163,28 @@ def validate_attributes(
 ) -> dict[str, Any]:
     """``attrs`` with its feedback keys validated and normalised; other keys pass unchanged.
 
-    Errors name ``f"{source}.{key}"``. With ``default_timestamp``, attributes that carry a
-    feedback value but no ``user_feedback_timestamp`` get ``now``, as headers do.
+    Errors name ``f"{source}.{key}"``. ``default_timestamp`` says ``attrs`` are one whole
+    feedback event (the ``POST /feedback`` body, a request's trace attributes), held to the
+    header rules as a whole: a timestamp needs a value beside it (``require_feedback_value``),
+    and a value without a timestamp gets ``now``. Off, single keys can be checked one by one.
     """
     result = dict(attrs)
     for key in FEEDBACK_KEYS.intersection(attrs):
         result[key] = _checked(f"{source}.{key}", attrs[key], _JSON_CHECKS[key], rules, now)
-    if default_timestamp and _VALUE_KEYS.intersection(result):
-        result.setdefault(_TIMESTAMP_KEY, format_timestamp(now))
+    if default_timestamp:
+        require_feedback_value(result, source)
+        if _VALUE_KEYS.intersection(result):
+            result.setdefault(_TIMESTAMP_KEY, format_timestamp(now))
     return result
+
+
+def require_feedback_value(attrs: Mapping[str, Any], source: str) -> None:
+    """A ``user_feedback_timestamp`` alone is not feedback: it dates a value that is not there.
+
+    The rule the headers follow (``X-Feedback-Timestamp`` alone is refused), for JSON
+    attributes: raises naming ``f"{source}.user_feedback_timestamp"`` and the value keys."""
+    if _TIMESTAMP_KEY in attrs and not _VALUE_KEYS.intersection(attrs):
+        raise InvalidFeedback(f"{source}.{_TIMESTAMP_KEY}", _NO_VALUE_KEY_RULE)
 
 
 def validate_id(value: Any, source: str) -> str:

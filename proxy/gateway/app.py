@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.gateway.expect import expect_handler
 from proxy.gateway.feedback_route import post_feedback, preflight_feedback
 from proxy.gateway.forward import forward
 from proxy.gateway.services import GATEWAY, GatewayServices
@@ -20,11 +21,12 @@ def create_proxy_app(services: GatewayServices) -> web.Application:
         handler_args={"max_field_size": proxy.max_header_bytes},
     )
     app[GATEWAY] = services
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_post("/feedback", post_feedback)
-    app.router.add_route("OPTIONS", "/feedback", preflight_feedback)
-    app.router.add_route("*", "/{tail:.*}", forward)
+    routes = app.router
+    routes.add_get("/healthz", healthz, expect_handler=expect_handler)
+    routes.add_get("/readyz", readyz, expect_handler=expect_handler)
+    routes.add_post("/feedback", post_feedback, expect_handler=expect_handler)
+    routes.add_route("OPTIONS", "/feedback", preflight_feedback, expect_handler=expect_handler)
+    routes.add_route("*", "/{tail:.*}", forward, expect_handler=expect_handler)
     return app
 
 

@@ -7,9 +7,11 @@ family in exactly one place (``translate_errors``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import aiohttp
 
@@ -67,7 +69,11 @@ class Router:
 
     def resolve(self, raw_path: str) -> Route:
         if _has_dot_segment(raw_path):
-            raise BadRequest("path: must not contain . or .. segments", code="invalid_path")
+            raise BadRequest(
+                "path: must not contain . or .. segments, also not percent-encoded (once or "
+                "more) or delimited by a backslash, %2F, %5C or ;",
+                code="invalid_path",
+            )
         end = _segment_end(raw_path)
         name = raw_path[1:end]
         if name == "v1":
@@ -84,13 +90,29 @@ class Router:
         return Route(upstream, raw_path[end:])
 
 
+_DECODE_ROUNDS = 3  # %252e is %2e is "."; an upstream (or one behind it) may decode each layer
+_SEGMENT_DELIMITERS = re.compile(r"[/\\]")  # some servers split on backslash too
+
+
 def _has_dot_segment(raw_path: str) -> bool:
-    """``.``/``..`` segments (also percent-encoded) could climb out of a base URL's path."""
+    """``.``/``..`` segments could climb out of a base URL's path at an upstream that decodes
+    more than we do: so they are looked for at every percent-decoding layer, with backslash as a
+    delimiter too and ``;params`` cut off a segment (``..;/`` is ``../`` to some servers)."""
     path = raw_path.partition("?")[0]
     if "." not in path and "%" not in path:
         return False
-    segments = path.lower().replace("%2e", ".").split("/")
-    return any(segment in (".", "..") for segment in segments)
+    for _ in range(_DECODE_ROUNDS + 1):
+        if any(_is_dot(segment) for segment in _SEGMENT_DELIMITERS.split(path)):
+            return True
+        decoded = unquote(path, errors="surrogateescape")
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # still decoding after every round: refuse rather than guess
+
+
+def _is_dot(segment: str) -> bool:
+    return segment.partition(";")[0] in (".", "..")
 
 
 def _segment_end(raw_path: str) -> int:

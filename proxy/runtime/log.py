@@ -2,7 +2,8 @@
 
 Log events carry IDs, routes, statuses and timings only. Nothing here ever receives a body or
 a header value, so no credential can reach a log line; ``drop_secrets`` is the safety net for
-a field name that would suggest one.
+a field name that would suggest one, and ``http_errors.ServerLogFilter`` keeps aiohttp's own
+server logger (which quotes malformed request lines) to one value-free line per event.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 import orjson
 import structlog
+
+from proxy.runtime.http_errors import install_server_log_filter
 
 _SECRET_FIELDS = frozenset(
     {"authorization", "x-api-key", "api-key", "api_key", "token", "password"}
@@ -53,5 +56,8 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    # aiohttp's own loggers (errors inside the server) go through the standard library.
+    # aiohttp's own loggers (errors inside the server) go through the standard library. Its
+    # server logger quotes raw request lines (credentials) in multi-line tracebacks: those
+    # records become one structlog event each instead.
     logging.basicConfig(level=_LEVELS[level], format="%(levelname)s %(name)s: %(message)s")
+    install_server_log_filter()

@@ -24,6 +24,7 @@ from proxy.admin.app import create_admin_app
 from proxy.config import Settings
 from proxy.gateway.app import create_proxy_app
 from proxy.metrics import workers as metrics_shared
+from proxy.runtime.http_errors import SafeAppRunner
 from proxy.runtime.services import (
     Services,
     open_services,
@@ -163,7 +164,7 @@ async def start_listeners(
 async def _start_runner(
     app: web.Application, host: str, port: int, reuse_port: bool, shutdown_timeout: float
 ) -> web.AppRunner:
-    runner = web.AppRunner(
+    runner = SafeAppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()

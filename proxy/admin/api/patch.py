@@ -24,6 +24,7 @@ from proxy.feedback.parse import (
     Feedback,
     FeedbackRules,
     feedback_tags,
+    require_feedback_value,
     validate_attributes,
     validate_id,
 )
@@ -54,6 +55,7 @@ def parse_patch(body: Any, rules: FeedbackRules) -> Patch:
     if len(patch.attributes) + len(patch.delete_attributes) > MAX_ATTRIBUTES:
         raise BadRequest(f"attributes: at most {MAX_ATTRIBUTES} per request", code="invalid_body")
     patch.attributes = validate_attributes(patch.attributes, rules, datetime.now(UTC), "attributes")
+    require_feedback_value(patch.attributes, "attributes")
     if not (patch.attributes or patch.tags or patch.delete_attributes or patch.delete_tags):
         raise BadRequest("body: nothing to change", code="invalid_body")
     return patch

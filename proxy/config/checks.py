@@ -43,6 +43,7 @@ def validate(settings: Settings) -> None:
     _check_range("proxy.max_connections", p.max_connections, 1, 1_000_000)
     _check_range("proxy.drain_seconds", p.drain_seconds, 0, 86400)
     _check_range("redis.retention_days", settings.redis.retention_days, 1, 36500)
+    _check_range("redis.max_connections", settings.redis.max_connections, 1, 100_000)
     _check_range("writer.queue_size", settings.writer.queue_size, 1, 10**7)
     _check_range("writer.batch_size", settings.writer.batch_size, 1, 100_000)
     _check_range("writer.write_timeout", settings.writer.write_timeout, 0.01, 600)

@@ -360,7 +360,7 @@ def test_export_shapes_of_a_row_without_capture() -> None:
     row = {"row_id": "t", "trace_id": "t", "input": None, "output": None, "feedback": {},
            "annotation_status": "empty", "annotation": None, "added_at": "x"}  # fmt: skip
     assert orjson.loads(jsonl_line(row))["messages"] == [{"role": "assistant", "content": ""}]
-    assert csv_record(row, csv_header([]))[:4] == ["t", "t", "null", ""]
+    assert csv_record(row, csv_header([]))[:4] == ["t", "t", "", ""]
 
 
 def test_chat_messages_reads_each_provider_input() -> None:

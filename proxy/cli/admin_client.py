@@ -183,14 +183,16 @@ async def _export_stream(
 async def _export_json(
     target: AdminTarget, dataset: str, sink: IO[bytes], status: Params, progress: Progress | None
 ) -> int:
-    """JSON: follow ``next_cursor`` page by page, writing one array."""
+    """JSON: follow ``next_cursor`` page by page, writing one array. The ``[`` waits for the
+    first page, so an error (no such dataset) is all the command prints."""
     rows = size = 0
     cursor: str | None = None
-    sink.write(b"[")
     while True:
         params = [("format", "json"), ("limit", str(PAGE_LIMIT)), *status]
         params += [("cursor", cursor)] if cursor else []
         page = await _get_json(target, _rows_path(dataset), params, f"dataset {dataset}")
+        if cursor is None:
+            sink.write(b"[")
         for row in page.get("rows", []):
             data = (b"," if rows else b"") + orjson.dumps(row)
             sink.write(data)

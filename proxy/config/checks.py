@@ -43,6 +43,7 @@ def validate(settings: Settings) -> None:
     _check_range("proxy.max_connections", p.max_connections, 1, 1_000_000)
     _check_range("proxy.drain_seconds", p.drain_seconds, 0, 86400)
     _check_range("redis.retention_days", settings.redis.retention_days, 1, 36500)
+    _check_range("redis.max_connections", settings.redis.max_connections, 1, 100_000)
     _check_range("writer.queue_size", settings.writer.queue_size, 1, 10**7)
     _check_range("writer.batch_size", settings.writer.batch_size, 1, 100_000)
     _check_range("writer.write_timeout", settings.writer.write_timeout, 0.01, 600)
@@ -144,28 +145,39 @@ def masked(settings: Settings) -> dict[str, Any]:
             for f in fields(values)
         }
     result["upstreams"] = {
-        name: {f.name: getattr(up, f.name) for f in fields(up)}
+        name: {f.name: _mask(f"upstreams.{name}.{f.name}", getattr(up, f.name)) for f in fields(up)}
         for name, up in settings.upstreams.items()
     }
     result["review"] = {
         "rules": [{"dataset": r.dataset, "when": r.when} for r in settings.review_rules]
     }
-    if settings.redis.url:
-        result["redis"]["url"] = _mask_url_password(settings.redis.url)
     return result
 
 
 def _mask(key: str, value: Any) -> Any:
+    """A secret as ``***``; any URL setting (``redis.url``, upstream base URLs) with its
+    password hidden, since a gateway or Redis URL may carry one in its userinfo."""
+    if isinstance(value, str) and "://" in value:
+        return _mask_url_password(value)
     if key not in SECRET_KEYS or not value:
         return list(value) if isinstance(value, tuple) else value
     return ["***"] * len(value) if isinstance(value, tuple) else "***"
 
 
 def _mask_url_password(url: str) -> str:
-    """Hide a password in the userinfo and in a ``password=`` query parameter."""
-    parts = urlsplit(url)
+    """Hide a password in the userinfo and in a ``password=`` query parameter; a URL with
+    neither is returned as it was (not re-encoded)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not password and not any(k.lower() == "password" for k, _ in query):
+        return url
     netloc = parts.netloc
-    if parts.password:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)]
-    return parts._replace(netloc=netloc, query=urlencode(query, safe="*")).geturl()
+    if password:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    masked_query = [(k, "***" if k.lower() == "password" else v) for k, v in query]
+    return parts._replace(netloc=netloc, query=urlencode(masked_query, safe="*")).geturl()

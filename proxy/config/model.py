@@ -45,6 +45,7 @@ class RedisSettings:
     key_prefix: str = "fp"
     retention_days: int = 30
     cluster: bool = False
+    max_connections: int = 128
 
 
 @dataclass(frozen=True, slots=True)

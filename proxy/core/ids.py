@@ -18,8 +18,10 @@ ID_RULE = f"must be 1-{MAX_ID_CHARS} characters of A-Z a-z 0-9 . _ : -"
 # A dataset name is the hash tag of its keys: it must not hold braces (an empty or shifted tag
 # would put a dataset's keys in different cluster slots). The admin API and the review rules
 # in the config both check names against it.
-DATASET_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-DATASET_NAME_RULE = "must be 1-64 characters of A-Z a-z 0-9 . _ -"
+# Not "." or "..": a URL path segment of only dots is resolved away (RFC 3986, also when sent
+# as %2E), so such a dataset could be created but never read or exported.
+DATASET_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,64}")
+DATASET_NAME_RULE = "must be 1-64 characters of A-Z a-z 0-9 . _ -, and not . or .."
 
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16

@@ -97,6 +97,23 @@ def review_row(
     }
 
 
+def lacks_content(row: Mapping[str, Any]) -> bool:
+    """A row with neither input nor output: written before its trace's first span landed."""
+    return row.get("input") is None and row.get("output") is None
+
+
+def with_trace_content(
+    row: dict[str, Any], trace: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The row with its trace's latest input and output, or None when the trace has none
+    (not recorded yet, expired, or captured without bodies). Feedback columns stay as copied."""
+    spans = (trace or {}).get("spans") or []
+    last = spans[-1] if spans else {}
+    if last.get("input") is None and last.get("output") is None:
+        return None
+    return {**row, "input": last.get("input"), "output": last.get("output")}
+
+
 def csv_header(columns: list[str]) -> list[str]:
     """The CSV header for a dataset with these mapped columns (the default ones when none)."""
     return [*FIXED_COLUMNS, *(columns or DEFAULT_COLUMNS), *ROW_TAIL_COLUMNS]

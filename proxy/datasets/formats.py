@@ -54,19 +54,23 @@ def jsonl_line(row: dict[str, Any]) -> bytes:
 
 def csv_record(row: dict[str, Any], header: Sequence[str]) -> list[str]:
     """The row's CSV cells under ``header`` (csv_header()); JSON text for input, annotation
-    and structured column values."""
+    and structured column values, an empty cell for a missing one (never the text null)."""
     feedback = row.get("feedback") or {}
     mapped = header[len(FIXED_COLUMNS) : len(header) - len(ROW_TAIL_COLUMNS)]
     return [
         str(row.get("row_id") or ""),
         str(row.get("trace_id") or ""),
-        orjson.dumps(row.get("input")).decode(),
+        _json_cell(row.get("input")),
         output_text(row),
         *(_cell(feedback.get(column)) for column in mapped),
         str(row.get("annotation_status") or ""),
-        orjson.dumps(row.get("annotation")).decode(),
+        _json_cell(row.get("annotation")),
         str(row.get("added_at") or ""),
     ]
+
+
+def _json_cell(value: Any) -> str:
+    return "" if value is None else orjson.dumps(value).decode()
 
 
 def _cell(value: Any) -> str:

@@ -4,20 +4,36 @@ redis-py's asyncio connections pack commands in pure Python, which was the large
 cost of recording a span (about 45 µs of 8 commands). hiredis, already a dependency for
 parsing replies, packs them in C; these subclasses only swap that one method.
 
+Connections are a bounded pool of ``redis.max_connections``: a command that finds every one
+in use waits for a free one, up to the client's timeout, and only then fails as "Redis is
+away". redis-py 8's default pool (100) raises ``MaxConnectionsError`` at once instead, which
+turned a burst of 400 feedback calls into 300 ``queued`` ones on a healthy Redis.
+
 ``redis.cluster = true`` gets redis-py's ``RedisCluster`` with the same policy: no retries,
-short timeouts, hiredis packing. Topology discovery and redirects (MOVED, ASK) are redis-py's
-own; the proxy adds that a failure is never retried or waited out, that "no node answers" is
-a ``ConnectionError`` like a dead single server, and that ``ping`` asks every master.
+short timeouts, hiredis packing, and the same bound (a gate on commands in flight, because
+redis-py's cluster nodes cannot wait for a connection). Topology discovery and redirects
+(MOVED, ASK) are redis-py's own; the proxy adds that a failure is never retried or waited
+out, that "no node answers" is a ``ConnectionError`` like a dead single server, and that
+``ping`` asks every master.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.connection import (
+    BlockingConnectionPool,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,10 +42,11 @@ from redis.exceptions import RedisClusterException
 if TYPE_CHECKING:
     from proxy.config import RedisSettings
 
-# Connections per cluster node. redis-py's cluster client raises MaxConnectionsError past it
-# (it does not wait), and the single-server pool has no limit: so high that only a runaway
-# could reach it, as with one server.
+# Connections per cluster node, a backstop only: redis-py's cluster client raises
+# MaxConnectionsError past it (it does not wait), so the real bound is the client's gate
+# (``redis.max_connections`` commands in flight, each on at most one connection per node).
 CLUSTER_MAX_CONNECTIONS = 10_000
+DEFAULT_MAX_CONNECTIONS = 128
 
 
 class _HiredisPacking:
@@ -62,22 +79,67 @@ _FAST: dict[type, type] = {
 }
 
 
-def connect(url: str, timeout: float = 2.0) -> aioredis.Redis:
-    """A client that fails fast: no retries, short timeouts (the writer decides what to do)."""
-    client = aioredis.Redis.from_url(
+def connect(
+    url: str, timeout: float = 2.0, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> aioredis.Redis:
+    """A client that fails fast: no retries, short timeouts (the writer decides what to do).
+
+    Its pool holds ``max_connections`` at most; a caller past it waits up to ``timeout`` for
+    one to come back. A dead server still fails at once: each failed connect frees its slot.
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=30,
     )
-    pool = client.connection_pool
     pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
-    return client
+    return aioredis.Redis.from_pool(pool)
 
 
 class ClusterUnreachable(RedisConnectionError):
     """No node of the cluster answered (or none could say who serves every slot)."""
+
+
+class NoConnectionAvailable(RedisConnectionError):
+    """Every connection stayed in use for the whole wait: Redis counts as away."""
+
+
+# The gate a task already holds a slot of: a pipeline re-sends redirected commands through the
+# client, and that inner command must not wait for a second slot (it could wait for itself).
+_HOLDING: ContextVar[object | None] = ContextVar("redis_gate_holding", default=None)
+
+
+class CommandGate:
+    """At most ``limit`` commands or pipelines in flight; a caller waits ``timeout`` for a slot.
+
+    The cluster client's stand-in for a blocking pool: each holder uses at most one connection
+    per node, so no node ever needs more than ``limit`` connections.
+    """
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._timeout = timeout
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if _HOLDING.get() is self:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise NoConnectionAvailable("No connection available.") from None
+        token = _HOLDING.set(self)
+        try:
+            yield
+        finally:
+            _HOLDING.reset(token)
+            self._slots.release()
 
 
 class FailFastCluster(RedisCluster):
@@ -100,8 +162,35 @@ class FailFastCluster(RedisCluster):
         kwargs.setdefault("target_nodes", RedisCluster.PRIMARIES)
         return await super().ping(**kwargs)
 
+    gate: CommandGate | None = None  # set by connect_cluster
 
-def connect_cluster(url: str, timeout: float = 2.0) -> RedisCluster:
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self.gate is None:
+            return await super().execute_command(*args, **kwargs)
+        async with self.gate.slot():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        # redis-py's stubs mark ClusterPipeline abstract (_event_dispatcher); it builds one too.
+        return _GatedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _GatedPipeline(ClusterPipeline):
+    """A cluster pipeline that holds one of the client's gate slots while it executes."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        gate = getattr(self.cluster_client, "gate", None)
+        if gate is None:
+            return await super().execute(raise_on_error, allow_redirections)
+        async with gate.slot():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+def connect_cluster(
+    url: str, timeout: float = 2.0, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> FailFastCluster:
     """A Redis Cluster client from one seed node's URL, as fail-fast as ``connect``.
 
     ``retry`` with no retries makes a failed command raise at once (redis-py otherwise retries
@@ -109,9 +198,10 @@ def connect_cluster(url: str, timeout: float = 2.0) -> RedisCluster:
     MOVED/ASK redirects, which are answers, not failures, and reloads the slot map on the
     next command after a node failed. One pause is redis-py's and stays: a CLUSTERDOWN answer
     (the cluster marked a master failed) closes the connections and waits 0.25 s before it
-    raises. Connections are opened per node on first use.
+    raises. Connections are opened per node on first use; ``max_connections`` commands run at
+    once, a caller past them waits up to ``timeout`` (``CommandGate``).
     """
-    client = FailFastCluster.from_url(
+    client: FailFastCluster = FailFastCluster.from_url(  # type: ignore[assignment]
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -124,6 +214,7 @@ def connect_cluster(url: str, timeout: float = 2.0) -> RedisCluster:
     kwargs["connection_class"] = _FAST.get(kwargs["connection_class"], kwargs["connection_class"])
     for node in client.startup_nodes:
         node.connection_class = kwargs["connection_class"]
+    client.gate = CommandGate(max_connections, timeout)
     return client
 
 
@@ -135,5 +226,6 @@ def connect_to(settings: RedisSettings, timeout: float = 2.0) -> aioredis.Redis:
     annotated with ``Redis`` only, so the cluster client is cast here, in this one place.
     """
     if settings.cluster:
-        return cast(aioredis.Redis, connect_cluster(settings.url, timeout))
-    return connect(settings.url, timeout)
+        cluster = connect_cluster(settings.url, timeout, settings.max_connections)
+        return cast(aioredis.Redis, cluster)
+    return connect(settings.url, timeout, settings.max_connections)

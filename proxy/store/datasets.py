@@ -6,6 +6,14 @@ A dataset is two keys in the slot of ``{<name>}`` (docs/storage.md): the hash ``
 of names. Rows are copies: they never expire with their trace. A row update is a
 compare-and-set Lua script on the row, retried when another writer got there first.
 
+A row is written when its trace is added or its feedback matches a review rule. Feedback sent
+on a call is merged while the call runs, before its span exists, so such a row starts without
+input and output. Reads fill it (``_with_content``): a row without content takes its trace's
+latest span and is written back (compare-and-set), so it keeps the content after the trace
+expires. Done on read, not in the span write, because rows live in the dataset's slot and
+spans in the trace's (one script cannot reach both on a cluster), and because it keeps the hot
+span path free of a per-span lookup.
+
 Row reads walk ``order`` in chunks from a position ``(score, trace_id)``, the order Redis keeps,
 so a cursor stays valid while rows are added or deleted. The export shapes are
 ``proxy.datasets.formats``.
@@ -28,7 +36,9 @@ from proxy.core.records import Trace, iso_from_ms
 from proxy.datasets.columns import (
     DEFAULT_COLUMNS,
     csv_header,
+    lacks_content,
     review_row,
+    with_trace_content,
 )
 from proxy.store.dataset_writes import queue_rows
 from proxy.store.errors import REDIS_FAILURES, StoreUnavailable, unavailable
@@ -213,7 +223,31 @@ class DatasetStore:
         if not row_ids:
             return []
         raw: Any = await self._client.hmget(self._keys.dataset_rows(name), row_ids)
-        return [None if r is None else orjson.loads(r) for r in raw]
+        rows = [None if r is None else orjson.loads(r) for r in raw]
+        return await self._with_content(name, raw, rows)
+
+    async def _with_content(
+        self, name: str, raw: list[bytes | None], rows: list[dict[str, Any] | None]
+    ) -> list[dict[str, Any] | None]:
+        """Rows without content take their trace's, written back unless the row changed."""
+        empty = [
+            (i, stored, row)
+            for i, (stored, row) in enumerate(zip(raw, rows, strict=True))
+            if stored is not None and row is not None and lacks_content(row)
+        ]
+        if not empty:
+            return rows
+        traces = await self._fetch([str(row["trace_id"]) for _, _, row in empty])
+        pipe = self._client.pipeline(transaction=False)
+        key = self._keys.dataset_rows(name)
+        for (i, stored, row), trace in zip(empty, traces, strict=True):
+            filled = with_trace_content(row, trace)
+            if filled is not None:
+                rows[i] = filled
+                pipe.eval(COMPARE_AND_SET_ROW, 1, key, row["row_id"], stored, orjson.dumps(filled))
+        if len(pipe):
+            await pipe.execute()
+        return rows
 
     async def update_row(
         self, name: str, row_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
@@ -229,7 +263,7 @@ class DatasetStore:
             current: Any = await self._client.hget(key, row_id)
             if current is None:
                 return None
-            row = change(orjson.loads(current))
+            row = change(await self._filled(orjson.loads(current)))
             script: Any = self._client.eval(
                 COMPARE_AND_SET_ROW, 1, key, row_id, current, orjson.dumps(row)
             )
@@ -237,6 +271,12 @@ class DatasetStore:
             if outcome != 0:
                 return row if outcome == 1 else None
         raise StoreUnavailable(f"row {row_id} kept changing; try again")
+
+    async def _filled(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row, with its trace's content when it has none yet (see ``_with_content``)."""
+        if not lacks_content(row):
+            return row
+        return with_trace_content(row, await self._traces.get_trace(row["trace_id"])) or row
 
     async def delete_row(self, name: str, row_id: str) -> bool:
         """Remove one row (both keys in one MULTI: they share the dataset's slot)."""

@@ -27,6 +27,7 @@ class MergeResult:
     previous: FeedbackEvent | None = None  # the event this one replaced
     indexes: tuple[str, ...] = ()  # index keys that must list the trace at created_ms
     stats: bytes | None = None  # the trace's stats state, when the counters must follow
+    removed_tags: tuple[str, ...] = ()  # trace tags the event took away: drop their entries
 
 
 def merge_args(
@@ -43,7 +44,7 @@ def merge_args(
         max_events, event.get("span_id") or "", orjson.dumps(vote) if vote else "",
         len(attrs), len(event["tags"]), len(deleted_attrs), len(deleted_tags),
         len(indexes), keys.index("annotation", ""), event["received_at"],
-        keys.index("upstream", ""),
+        keys.index("upstream", ""), keys.index("tag", ""),
     ]  # fmt: skip
     for key, value in attrs.items():
         args += [key, orjson.dumps(value)]
@@ -60,7 +61,8 @@ def parse_result(raw: list[Any]) -> MergeResult:
         annotation_status=raw[2].decode() if raw[2] else None,
         previous=orjson.loads(raw[3]) if raw[3] else None,
         stats=raw[4] or None,
-        indexes=tuple(name.decode() for name in raw[5:]),
+        removed_tags=tuple(tag.decode() for tag in raw[5] or ()),
+        indexes=tuple(name.decode() for name in raw[6:]),
     )
 
 

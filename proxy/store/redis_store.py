@@ -284,16 +284,40 @@ class RedisStore:
         pipe = await self._stats_pipe(states)
         reviews: list[tuple[str, str]] = []
         scored: list[tuple[str, int, list[str]]] = []
+        dropped: list[tuple[str, int, str]] = []
         for record, result in zip(records, results, strict=True):
             if result.status == "full" or not result.created_ms:
                 continue  # a replay ("duplicate") redoes this step: it may be what failed
             scored.append((record["trace_id"], result.created_ms, list(result.indexes)))
+            dropped += [(record["trace_id"], result.created_ms, t) for t in result.removed_tags]
             pipe.xadd(self._keys.events, _feedback_entry(record),
                       maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
             reviews += [(d, record["trace_id"]) for d in matching_rules(self._rules, record)]
         await self._score_indexes(scored, pipe)
+        await self._drop_tag_entries(dropped)
         for dataset, trace_id in reviews:
             await self._add_review_row(dataset, trace_id)
+
+    async def _drop_tag_entries(self, dropped: list[tuple[str, int, str]]) -> None:
+        """Take traces out of the indexes of tags they lost (trace_id, created_ms, tag).
+
+        The index is in another slot than the trace, so this follows the script: ZREM, then a
+        look at the trace's tags, and ZADD again for a tag a concurrent event put back in
+        between (its own ZADD may have come before our ZREM). A missed removal only leaves a
+        stale entry, which queries skip; a wrong one would hide the trace, hence the check."""
+        if not dropped:
+            return
+        removals = self._client.pipeline(transaction=False)
+        for trace_id, _, tag in dropped:
+            removals.zrem(self._keys.index("tag", tag), trace_id)
+        await removals.execute()  # all done before the look (a cluster runs nodes in parallel)
+        checks = self._client.pipeline(transaction=False)
+        for trace_id, _, tag in dropped:
+            checks.sismember(self._keys.trace(trace_id).tags, tag)
+        back = [d for d, member in zip(dropped, await checks.execute(), strict=True) if member]
+        await self._score_indexes(
+            [(t, created, [self._keys.index("tag", tag)]) for t, created, tag in back]
+        )
 
     async def set_annotation_status(self, trace_id: str, status: str) -> bool:
         """Set the trace's annotation_status and index it; False when the trace is gone."""

@@ -8,10 +8,12 @@
 --       7 target span_id ('' = the trace), 8 user_feedback JSON ('' = none),
 --       9 N attribute pairs, 10 M tags, 11 D deleted attribute keys, 12 E deleted tags,
 --       13 I index key names, 14 the annotation index name prefix, 15 the event's received_at,
---       16 the upstream index name prefix,
+--       16 the upstream index name prefix, 17 the tag index name prefix,
 --       then N key / JSON value pairs, M tags, D keys, E tags, I index key names.
 -- Returns {status, created_ms, annotation_status, previous event JSON or false, stats state
--- JSON or false (stats_state.lua), index key names to score at created_ms...}; status is 1 (new event), 2 (same event key, newer
+-- JSON or false (stats_state.lua), {trace tags this event removed}, index key names to score
+-- at created_ms...}; a removed tag's index name leaves the trace's set of index names here,
+-- its index entry is the caller's to drop (another slot); status is 1 (new event), 2 (same event key, newer
 -- content: replaced), 3 (the same event again, or an older one than stored: nothing changed,
 -- but the index names come back so a replay can finish a step that failed) or -1 (history
 -- full: nothing changed).
@@ -19,8 +21,9 @@ local trace, attrs, tags = KEYS[1], KEYS[3], KEYS[4]
 local events, order, span_fb, indexes = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local key, span = ARGV[2], ARGV[7]
 local n, m, d, e = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local first_name = 17 + 2 * n + m + d + e
+local first_name = 18 + 2 * n + m + d + e
 local names = {}
+local removed = {}  -- trace-level tags this event took away
 for i = first_name, first_name + tonumber(ARGV[13]) - 1 do names[#names + 1] = ARGV[i] end
 
 local function finish(status, previous)
@@ -35,7 +38,7 @@ local function finish(status, previous)
     for _, k in ipairs(KEYS) do redis.call('EXPIREAT', k, expire_at) end
   end
   local stats = stats_state(trace, attrs, KEYS[5], indexes, ARGV[16], status ~= 3, nil)
-  local result = {status, created or 0, annotation or false, previous or false, stats}
+  local result = {status, created or 0, annotation or false, previous or false, stats, removed}
   for _, name in ipairs(names) do result[#result + 1] = name end
   return result
 end
@@ -70,22 +73,33 @@ local function add_tag(t)
   else redis.call('HSET', span_fb, 't\31' .. span .. '\31' .. t, '1') end
 end
 local function del_tag(t)
-  if span == '' then redis.call('SREM', tags, t)
-  else redis.call('HDEL', span_fb, 't\31' .. span .. '\31' .. t) end
+  if span ~= '' then
+    redis.call('HDEL', span_fb, 't\31' .. span .. '\31' .. t)
+  elseif redis.call('SREM', tags, t) == 1 then
+    removed[#removed + 1] = t
+    redis.call('SREM', indexes, ARGV[17] .. t)
+  end
 end
 
-local i = 17
+local i = 18
+local deletes_vote = false
 for _ = 1, n do set_attr(ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, m do add_tag(ARGV[i]); i = i + 1 end
-for _ = 1, d do del_attr(ARGV[i]); i = i + 1 end
+for _ = 1, d do
+  if ARGV[i] == 'user_feedback' then deletes_vote = true end
+  del_attr(ARGV[i]); i = i + 1
+end
 for _ = 1, e do del_tag(ARGV[i]); i = i + 1 end
 
--- The thumbs tag follows the current vote: a changed vote moves the tag, never doubles it.
+-- The thumbs tag follows the current vote: a changed vote moves the tag, never doubles it,
+-- and a deleted vote takes it away.
 if ARGV[8] == '"negative"' then
   add_tag('thumbs-down'); del_tag('thumbs-up')
   redis.call('HSETNX', trace, 'annotation_status', 'empty')
 elseif ARGV[8] == '"positive"' then
   add_tag('thumbs-up'); del_tag('thumbs-down')
+elseif deletes_vote then
+  del_tag('thumbs-down'); del_tag('thumbs-up')
 end
 
 redis.call('HSET', trace, 'trace_id', ARGV[1])

@@ -53,7 +53,7 @@ async def test_a_one_call_trace_row_shows_the_calls_input_and_output(
     assert row["input"]["messages"] == MESSAGES
     assert row["output"]["text"] == reply_text(MODEL)
     assert row["feedback"]["user_feedback"] == "negative"
-    (stored,) = await proxy.listeners.state.store.dataset_rows("review")
+    (stored,) = await proxy.listeners.services.store.dataset_rows("review")
     assert stored["input"]["messages"] == MESSAGES  # written back: outlives the trace
 
 

@@ -23,6 +23,7 @@ from urllib.parse import unquote_to_bytes
 
 from proxy.core.errors import BadRequest
 from proxy.core.ids import ID_RULE, is_id, is_valid_utf8
+from proxy.core.tags import THUMBS, thumbs_tag
 
 if TYPE_CHECKING:
     from proxy.config import FeedbackSettings
@@ -43,7 +44,6 @@ __all__ = [
 
 ERROR_CODE = "invalid_feedback"
 MIN_RATING, MAX_RATING = 1, 5
-THUMBS = {"positive": "thumbs-up", "negative": "thumbs-down"}
 
 # Lowercase header name -> (display spelling, attribute key); table order is checking order.
 _VALUE_HEADERS: dict[str, tuple[str, str]] = {
@@ -196,8 +196,7 @@ def validate_id(value: Any, source: str) -> str:
 
 def feedback_tags(attributes: Mapping[str, Any]) -> tuple[str, ...]:
     """``("thumbs-up",)`` or ``("thumbs-down",)`` for a ``user_feedback`` value, else ``()``."""
-    verdict = attributes.get("user_feedback")
-    tag = THUMBS.get(verdict.strip().lower()) if isinstance(verdict, str) else None
+    tag = thumbs_tag(attributes)
     return (tag,) if tag is not None else ()
 
 

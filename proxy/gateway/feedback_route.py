@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from proxy.core.errors import BadRequest, PayloadTooLarge, ProxyError, Unauthorized
+from proxy.core.tags import MAX_TAGS, TAG_RULE, THUMBS_TAGS, is_tag, unique_tags
 from proxy.feedback.events import feedback_answer, feedback_record, request_feedback
 from proxy.feedback.parse import (
     FEEDBACK_KEYS,
@@ -33,13 +34,11 @@ from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.tracing.context import parse_trace_context
 
 MAX_BODY_BYTES = 64 * 1024
-THUMBS_TAGS = frozenset({"thumbs-up", "thumbs-down"})
 _ALLOWED_REQUEST_HEADERS = (
     "Content-Type, Authorization, X-Feedback-Token, X-Trace-Id, X-Feedback, X-Feedback-Rating, "
     "X-Feedback-Comment, X-Feedback-Category, X-Feedback-Reason, X-Feedback-Timestamp, "
     "X-Feedback-Span-Id, X-Feedback-Id"
 )
-MAX_TAGS = 64
 
 
 async def post_feedback(request: web.Request) -> web.Response:
@@ -134,11 +133,13 @@ def _optional_id(body: dict[str, Any], key: str) -> str | None:
 
 
 def _tags(value: Any) -> tuple[str, ...]:
+    """The body's tags, held to the one tag rule (``proxy.core.tags``)."""
     if not isinstance(value, list) or len(value) > MAX_TAGS:
         raise BadRequest(f"tags: must be a list of at most {MAX_TAGS} strings", code="invalid_body")
-    if not all(isinstance(t, str) and 0 < len(t) <= 128 for t in value):
-        raise BadRequest("tags: each must be a string of 1-128 characters", code="invalid_body")
-    return tuple(dict.fromkeys(t.strip() for t in value))
+    for i, tag in enumerate(value):
+        if not is_tag(tag):
+            raise BadRequest(f"tags[{i}]: {TAG_RULE}", code="invalid_body")
+    return unique_tags(value)
 
 
 def _authorize(

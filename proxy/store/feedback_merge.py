@@ -15,6 +15,7 @@ import orjson
 
 from proxy.config import ReviewRule
 from proxy.core.records import INDEXED_ATTRIBUTES, FeedbackEvent, FeedbackRecord
+from proxy.core.tags import thumbs_tag, thumbs_tags_replaced
 from proxy.datasets.review import rule_matches
 from proxy.store.keys import Keys
 
@@ -37,18 +38,23 @@ def merge_args(
     indexes = feedback_index_keys(keys, record)
     event = record["event"]
     attrs: dict[str, Any] = event["attributes"]
-    deleted_attrs, deleted_tags = record.get("delete_attributes", []), record.get("delete_tags", [])
+    deleted_attrs = record.get("delete_attributes", [])
+    # The thumbs tag follows the current vote: the other verdict's tag goes (both go when
+    # the vote is deleted); the script only applies what it is given.
+    deleted_tags = [*record.get("delete_tags", []), *thumbs_tags_replaced(attrs, deleted_attrs)]
     vote = attrs.get("user_feedback")
+    thumbs = thumbs_tag(attrs)
+    tags = [*event["tags"], thumbs] if thumbs and thumbs not in event["tags"] else event["tags"]
     args: list[Any] = [
         record["trace_id"], record["event_key"], orjson.dumps(event), now_ms, retention_s,
         max_events, event.get("span_id") or "", orjson.dumps(vote) if vote else "",
-        len(attrs), len(event["tags"]), len(deleted_attrs), len(deleted_tags),
+        len(attrs), len(tags), len(deleted_attrs), len(deleted_tags),
         len(indexes), keys.index("annotation", ""), event["received_at"],
         keys.index("upstream", ""), keys.index("tag", ""),
     ]  # fmt: skip
     for key, value in attrs.items():
         args += [key, orjson.dumps(value)]
-    return [*args, *event["tags"], *deleted_attrs, *deleted_tags, *indexes]
+    return [*args, *tags, *deleted_attrs, *deleted_tags, *indexes]
 
 
 def parse_result(raw: list[Any]) -> MergeResult:
@@ -76,13 +82,11 @@ def feedback_index_keys(keys: Keys, record: FeedbackRecord) -> list[str]:
     for dimension, attribute in INDEXED_ATTRIBUTES:
         if attrs.get(attribute) is not None:
             indexes.append(keys.index(dimension, str(attrs[attribute])))
-    tags = set(event["tags"]) | _thumbs_tag(attrs)
+    tags = set(event["tags"])
+    thumbs = thumbs_tag(attrs)
+    if thumbs is not None:
+        tags.add(thumbs)
     return indexes + [keys.index("tag", tag) for tag in sorted(tags)]
-
-
-def _thumbs_tag(attrs: dict[str, Any]) -> set[str]:
-    vote = attrs.get("user_feedback")
-    return {"thumbs-down"} if vote == "negative" else {"thumbs-up"} if vote == "positive" else set()
 
 
 def matching_rules(rules: tuple[ReviewRule, ...], record: FeedbackRecord) -> list[str]:

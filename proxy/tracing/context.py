@@ -20,6 +20,7 @@ import orjson
 
 from proxy.core.errors import BadRequest
 from proxy.core.ids import ID_PATTERN, ID_RULE, is_valid_utf8, new_span_id, new_trace_id
+from proxy.core.tags import MAX_TAGS, TAG_RULE, is_tag, unique_tags
 
 __all__ = [
     "CONSUMED_HEADERS",
@@ -31,8 +32,6 @@ __all__ = [
 
 MAX_NAME_CHARS = 256
 MAX_KEY_CHARS = 128  # session and user IDs
-MAX_TAG_CHARS = 128
-MAX_TAGS = 64
 MAX_JSON_BYTES = 8192
 MAX_JSON_DEPTH = 5  # the top-level object is depth 1
 MAX_PROPERTY_CHARS = 1024
@@ -46,7 +45,6 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _TRACEPARENT_LEN = 55
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DEPTH_RULE = f"must nest at most {MAX_JSON_DEPTH} levels deep"
-_TAG_RULE = f"each tag must be 1-{MAX_TAG_CHARS} characters without control characters"
 _TAGS_JSON_RULE = "must be a comma-separated list or a JSON array of strings"
 
 # Lowercase name -> the spelling used in error messages, for every header read here.
@@ -320,12 +318,11 @@ def _tags(raw: dict[str, str], lname: str, *, json_allowed: bool) -> tuple[str, 
     _require_utf8(display, value)
     is_json = json_allowed and value.startswith("[")
     items = _json_tags(display, value) if is_json else value.split(",")
-    tags = tuple(dict.fromkeys(tag for tag in (item.strip() for item in items) if tag))
+    tags = unique_tags(item for item in items if item.strip())  # "a,,b": no empty tag
     if len(tags) > MAX_TAGS:
         raise _bad(display, f"at most {MAX_TAGS} tags")
-    for tag in tags:
-        if len(tag) > MAX_TAG_CHARS or _CONTROL.search(tag) is not None:
-            raise _bad(display, _TAG_RULE)
+    if not all(is_tag(tag) for tag in tags):
+        raise _bad(display, TAG_RULE)
     return tags
 
 

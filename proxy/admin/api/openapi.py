@@ -16,6 +16,7 @@ from proxy.admin import params
 from proxy.admin.api import datasets, patch
 from proxy.admin.responses import json_response
 from proxy.core.ids import DATASET_NAME
+from proxy.core.tags import MAX_TAGS
 from proxy.datasets.columns import COLUMN_NAME, MAX_COLUMNS
 from proxy.store.query_plan import DEFAULT_LIMIT, MAX_LIMIT
 from proxy.store.stats import GROUP_DIMENSIONS
@@ -94,7 +95,7 @@ def _trace_filter_params() -> list[dict[str, Any]]:
         {
             **_query(
                 "tag",
-                {"type": "array", "items": _text(128), "maxItems": params.MAX_TAGS},
+                {"type": "array", "items": _text(128), "maxItems": params.MAX_TAG_FILTERS},
                 "Tag; repeatable, every one must match.",
             ),
             "style": "form",
@@ -271,7 +272,7 @@ def _schemas() -> dict[str, Any]:
                 "tags": {
                     "type": "array",
                     "items": {"type": "string", "minLength": 1, "maxLength": 128},
-                    "maxItems": patch.MAX_TAGS,
+                    "maxItems": MAX_TAGS,
                 },
                 "feedback_id": feedback_id,
             },
@@ -286,7 +287,7 @@ def _schemas() -> dict[str, Any]:
                     "items": operation_attr,
                     "maxItems": patch.MAX_ATTRIBUTES,
                 },
-                "tags": {"type": "array", "items": operation_tag, "maxItems": patch.MAX_TAGS},
+                "tags": {"type": "array", "items": operation_tag, "maxItems": MAX_TAGS},
                 "feedback_id": feedback_id,
             },
         },

@@ -19,6 +19,7 @@ from proxy.admin.responses import json_response
 from proxy.admin.services import ADMIN
 from proxy.core.errors import BadRequest, NotFound
 from proxy.core.ids import ID_PATTERN, ID_RULE
+from proxy.core.tags import MAX_TAGS, TAG_RULE, is_tag
 from proxy.feedback.events import feedback_answer, feedback_record
 from proxy.feedback.parse import (
     Feedback,
@@ -30,7 +31,6 @@ from proxy.feedback.parse import (
 )
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_TAGS = 64  # as for every other way in; each tag is one index key
 MAX_ATTRIBUTES = 256
 _OPERATIONS = frozenset({"create", "delete"})
 
@@ -99,8 +99,9 @@ def _operation(op: Any, where: str, name: str) -> tuple[str, str]:
 
 
 def _tag(tag: str, where: str) -> str:
-    if not 0 < len(tag.strip()) <= 128:
-        raise BadRequest(f"{where}: must be 1-128 characters", code="invalid_body")
+    """One tag, held to the one tag rule (``proxy.core.tags``)."""
+    if not is_tag(tag):
+        raise BadRequest(f"{where}: {TAG_RULE}", code="invalid_body")
     return tag.strip()
 
 

@@ -82,24 +82,15 @@ local function del_tag(t)
 end
 
 local i = 18
-local deletes_vote = false
 for _ = 1, n do set_attr(ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, m do add_tag(ARGV[i]); i = i + 1 end
-for _ = 1, d do
-  if ARGV[i] == 'user_feedback' then deletes_vote = true end
-  del_attr(ARGV[i]); i = i + 1
-end
+for _ = 1, d do del_attr(ARGV[i]); i = i + 1 end
 for _ = 1, e do del_tag(ARGV[i]); i = i + 1 end
 
--- The thumbs tag follows the current vote: a changed vote moves the tag, never doubles it,
--- and a deleted vote takes it away.
+-- The thumbs tags arrive with the event's tags and deleted tags (proxy.core.tags owns the
+-- mapping). A thumbs-down puts the trace in the review queue.
 if ARGV[8] == '"negative"' then
-  add_tag('thumbs-down'); del_tag('thumbs-up')
   redis.call('HSETNX', trace, 'annotation_status', 'empty')
-elseif ARGV[8] == '"positive"' then
-  add_tag('thumbs-up'); del_tag('thumbs-down')
-elseif deletes_vote then
-  del_tag('thumbs-down'); del_tag('thumbs-up')
 end
 
 redis.call('HSET', trace, 'trace_id', ARGV[1])

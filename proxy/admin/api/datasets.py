@@ -276,7 +276,9 @@ def parse_row_patch(body: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest("body: nothing to change", code="invalid_body")
     if "annotation" in body and not isinstance(body["annotation"], dict | None):
         raise BadRequest("annotation: must be an object or null", code="invalid_body")
-    if "annotation_status" in body and body["annotation_status"] not in _STATUSES:
+    if "annotation_status" in body and not (
+        isinstance(body["annotation_status"], str) and body["annotation_status"] in _STATUSES
+    ):
         raise BadRequest("annotation_status: must be empty or filled", code="invalid_body")
     return body
 

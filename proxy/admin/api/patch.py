@@ -91,7 +91,8 @@ def _read_tags(value: Any, patch: Patch) -> None:
 
 
 def _operation(op: Any, where: str, name: str) -> tuple[str, str]:
-    if not isinstance(op, dict) or op.get("operation") not in _OPERATIONS:
+    kind = op.get("operation") if isinstance(op, dict) else None
+    if not isinstance(kind, str) or kind not in _OPERATIONS:
         raise BadRequest(f"{where}.operation: must be create or delete", code="invalid_body")
     if not isinstance(op.get(name), str) or not op[name]:
         raise BadRequest(f"{where}.{name}: must be a non-empty string", code="invalid_body")

@@ -11,10 +11,25 @@ import asyncio
 
 from proxy.core.errors import StoreUnavailable
 from proxy.core.records import FeedbackRecord
-from proxy.feedback.model_lookup import TraceModels
+from proxy.feedback.model_lookup import RecentModels, TraceModels, label_of
 from proxy.metrics.feedback import FeedbackCounts
+from proxy.store.feedback_merge import MergeResult
 from proxy.store.redis_store import RedisStore
 from proxy.writer import Writer
+
+
+class ReplayCounter:
+    """Counts, for the metrics, the queued feedback the writer's replay merged later: every
+    applied vote counts once, whether it was merged live or from the queue."""
+
+    def __init__(self, counts: FeedbackCounts, recent: RecentModels) -> None:
+        self._counts = counts
+        self._recent = recent
+
+    def __call__(self, record: FeedbackRecord, result: MergeResult) -> None:
+        if result.status in ("applied", "replaced"):
+            model = label_of(self._recent.models_of(record["trace_id"]))
+            self._counts.add(record["event"], result.previous, model)
 
 
 class FeedbackService:
@@ -26,13 +41,19 @@ class FeedbackService:
         writer: Writer,
         timeout: float,
         models: TraceModels | None = None,
+        counts: FeedbackCounts | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
         self._timeout = timeout
         self._models = models
         self._tasks: set[asyncio.Task[str]] = set()
-        self.counts = FeedbackCounts()
+        self.counts = counts if counts is not None else FeedbackCounts()
+
+    def span_recorded(self, trace_id: str, model: str | None) -> None:
+        """A span of this trace was handed to the writer: remember its model for the label."""
+        if self._models is not None:
+            self._models.recent.remember(trace_id, model)
 
     def start(self, record: FeedbackRecord, model: str | None = None) -> asyncio.Task[str]:
         """Apply in the background (while the upstream call runs); await the task for status.

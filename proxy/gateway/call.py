@@ -153,6 +153,7 @@ class Call:
             record = self.recorder.record(self.attributes, self.status, self.error)
             services.writer.submit(record)
             span = record["span"]
+            services.feedback.span_recorded(record["trace"]["trace_id"], span["model"])
         self._observe(services.call_metrics, span)
         self._log()
 

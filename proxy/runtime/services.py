@@ -34,13 +34,14 @@ import structlog
 from proxy.admin.services import AdminServices
 from proxy.config import Settings
 from proxy.core.lifecycle import Lifecycle
-from proxy.feedback.model_lookup import TraceModels
+from proxy.feedback.model_lookup import RecentModels, TraceModels
 from proxy.feedback.parse import FeedbackRules
-from proxy.feedback.service import FeedbackService
+from proxy.feedback.service import FeedbackService, ReplayCounter
 from proxy.gateway.services import GatewayServices
 from proxy.gateway.upstream import Router, client_session
 from proxy.metrics import workers
 from proxy.metrics.calls import CallMetrics
+from proxy.metrics.feedback import FeedbackCounts
 from proxy.store.connection import connect_to
 from proxy.store.datasets import DatasetStore
 from proxy.store.keys import Keys
@@ -143,12 +144,14 @@ async def open_services(
         stack.push_async_callback(redis.aclose)
         await startup_checks(redis)  # logs only; bounded by the connect timeout
         keys = Keys(settings.redis.key_prefix)
-        store = _store(redis, keys, settings)
+        counts, recent = FeedbackCounts(), RecentModels()
+        store = _store(redis, keys, settings, ReplayCounter(counts, recent))
         stack.push_async_callback(store.close)
         writer = await _started_writer(store, settings)
         stack.push_async_callback(writer.close, deadline=max(1.0, settings.proxy.drain_seconds))
         timeout = settings.writer.write_timeout
-        feedback = FeedbackService(store, writer, timeout, TraceModels(store, timeout))
+        models = TraceModels(store, timeout, recent)
+        feedback = FeedbackService(store, writer, timeout, models, counts)
         stack.push_async_callback(feedback.close)
         await stack.enter_async_context(_background(_prune_forever(store)))
         session = await stack.enter_async_context(client_session(settings))
@@ -171,13 +174,16 @@ async def open_services(
         )
 
 
-def _store(redis: aioredis.Redis, keys: Keys, settings: Settings) -> RedisStore:
+def _store(
+    redis: aioredis.Redis, keys: Keys, settings: Settings, on_replayed: ReplayCounter
+) -> RedisStore:
     return RedisStore(
         redis,
         keys,
         settings.redis.retention_days,
         max_feedback_events=settings.feedback.max_events_per_trace,
         review_rules=settings.review_rules,
+        on_replayed=on_replayed,
     )
 
 

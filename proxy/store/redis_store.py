@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -113,8 +113,12 @@ class RedisStore:
         retention_days: int,
         max_feedback_events: int = 1000,
         review_rules: tuple[ReviewRule, ...] = (),
+        on_replayed: Callable[[FeedbackRecord, MergeResult], None] | None = None,
     ) -> None:
+        """``on_replayed`` hears of each queued feedback event the writer's replay merged
+        (for the feedback metrics, which count live merges themselves)."""
         self._client = client
+        self._on_replayed = on_replayed
         self._keys = keys
         self._retention_s = retention_days * 86400
         self._max_events = max_feedback_events
@@ -258,7 +262,11 @@ class RedisStore:
     async def _replay_all(self, records: Sequence[FeedbackRecord]) -> list[MergeResult]:
         """Feedback that waited in the queue or spool: its client was told "queued", so it is
         applied whatever the history cap says (the cap guards live requests)."""
-        return await self._merge_all(records, cap=0)
+        results = await self._merge_all(records, cap=0)
+        if self._on_replayed is not None:
+            for record, result in zip(records, results, strict=True):
+                self._on_replayed(record, result)
+        return results
 
     async def _merge_all(
         self, records: Sequence[FeedbackRecord], cap: int | None = None

@@ -50,6 +50,12 @@ class NotFound(ProxyError):
     type = "invalid_request_error"
 
 
+class MethodNotAllowed(ProxyError):
+    status = 405
+    kind = "method_not_allowed"
+    type = "invalid_request_error"
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     kind = "payload_too_large"

@@ -8,7 +8,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.gateway.expect import expect_handler
-from proxy.gateway.feedback_route import post_feedback, preflight_feedback
+from proxy.gateway.feedback_route import (
+    feedback_method_not_allowed,
+    post_feedback,
+    preflight_feedback,
+)
 from proxy.gateway.forward import forward
 from proxy.gateway.services import GATEWAY, GatewayServices
 
@@ -26,6 +30,7 @@ def create_proxy_app(services: GatewayServices) -> web.Application:
     routes.add_get("/readyz", readyz, expect_handler=expect_handler)
     routes.add_post("/feedback", post_feedback, expect_handler=expect_handler)
     routes.add_route("OPTIONS", "/feedback", preflight_feedback, expect_handler=expect_handler)
+    routes.add_route("*", "/feedback", feedback_method_not_allowed, expect_handler=expect_handler)
     routes.add_route("*", "/{tail:.*}", forward, expect_handler=expect_handler)
     return app
 

@@ -9,6 +9,7 @@ keys are required: a browser can send the click without holding any secret.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.core.errors import BadRequest, PayloadTooLarge, ProxyError, Unauthorized
+from proxy.core.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ProxyError,
+    Unauthorized,
+)
 from proxy.core.tags import MAX_TAGS, TAG_RULE, THUMBS_TAGS, is_tag, unique_tags
 from proxy.feedback.events import feedback_answer, feedback_record, request_feedback
 from proxy.feedback.parse import (
@@ -30,6 +37,7 @@ from proxy.feedback.parse import (
 from proxy.feedback.token import VERSION as TOKEN_VERSION
 from proxy.feedback.token import verify
 from proxy.gateway.auth import PROXY_KEY_HEADER, proxy_key_ok
+from proxy.gateway.call import access_log
 from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.tracing.context import parse_trace_context
 
@@ -42,19 +50,45 @@ _ALLOWED_REQUEST_HEADERS = (
 
 
 async def post_feedback(request: web.Request) -> web.Response:
+    """Feedback without a model call: validated, authorised, merged (or queued); answered with
+    the trace's ID and logged on the access log like a call."""
     services = request.app[GATEWAY]
-    cors = cors_headers(request, services)
+    started = time.perf_counter()
+    headers = cors_headers(request, services)
+    if headers:
+        headers["Access-Control-Expose-Headers"] = "X-Trace-Id"
+    outcome = None
     try:
-        trace_id, feedback = await _read(request, services)
+        trace_id, feedback = await _read(request, services, headers)
         if _authorize(request, services, trace_id, feedback.span_id):
             _only_feedback(feedback)
-        status = await services.feedback.apply(feedback_record(trace_id, feedback, source="route"))
-        body = orjson.dumps(feedback_answer(trace_id, status, services.settings.feedback))
+        outcome = await services.feedback.apply(feedback_record(trace_id, feedback, "route"))
+        body = orjson.dumps(feedback_answer(trace_id, outcome, services.settings.feedback))
+        response = web.Response(body=body, content_type="application/json", headers=headers)
     except ProxyError as error:
-        return web.Response(
-            status=error.status, body=error.body(), content_type="application/json", headers=cors
-        )
-    return web.Response(body=body, content_type="application/json", headers=cors)
+        response = web.Response(
+            status=error.status, body=error.body(), content_type="application/json",
+            headers=headers,
+        )  # fmt: skip
+        outcome = error.code
+    _log_feedback(headers.get("X-Trace-Id"), response.status, outcome, started)
+    return response
+
+
+def _log_feedback(trace_id: str | None, status: int, outcome: str | None, started: float) -> None:
+    if access_log.is_enabled_for(logging.INFO):
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        access_log.info("feedback", trace_id=trace_id, path="/feedback", status=status,
+                        feedback=outcome, duration_ms=duration_ms)  # fmt: skip
+
+
+async def feedback_method_not_allowed(request: web.Request) -> web.Response:
+    """``/feedback`` takes POST (and the CORS preflight); it is never forwarded upstream."""
+    error = MethodNotAllowed(f"{request.method} /feedback: use POST.", code="method_not_allowed")
+    return web.Response(
+        status=error.status, body=error.body(), content_type="application/json",
+        headers={"Allow": "POST, OPTIONS"},
+    )  # fmt: skip
 
 
 async def preflight_feedback(request: web.Request) -> web.Response:
@@ -90,29 +124,39 @@ def _only_feedback(feedback: Feedback) -> None:
                              code="invalid_feedback")  # fmt: skip
 
 
-async def _read(request: web.Request, services: GatewayServices) -> tuple[str, Feedback]:
+async def _read(
+    request: web.Request, services: GatewayServices, answer: dict[str, str]
+) -> tuple[str, Feedback]:
+    """(trace ID, feedback) of either form; the trace ID goes into ``answer``'s headers as
+    soon as it is known, so a refusal names the trace too."""
     if request.content_type == "application/json" or request.body_exists:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"Feedback body over {MAX_BODY_BYTES} bytes.")
-        return parse_body(await request.read(), services.feedback_rules)
+        body = _body_object(await request.read())
+        trace_id = answer["X-Trace-Id"] = validate_id(body.get("trace_id"), "trace_id")
+        return trace_id, _body_feedback(body, services.feedback_rules)
     context = parse_trace_context(request.headers)
     if context.generated:
         raise BadRequest("X-Trace-Id: required on POST /feedback", code="missing_trace_id")
+    answer["X-Trace-Id"] = context.trace_id
     _, feedback = request_feedback(request.headers, context, services.feedback_rules)
     if feedback is None:
         raise BadRequest("POST /feedback carries no feedback header", code="no_feedback")
     return context.trace_id, feedback
 
 
-def parse_body(raw: bytes, rules: FeedbackRules) -> tuple[str, Feedback]:
-    """The JSON body form, validated by the same rules as the headers."""
+def _body_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("body: must be a JSON object", code="invalid_body") from None
     if not isinstance(body, dict):
         raise BadRequest("body: must be a JSON object", code="invalid_body")
-    trace_id = validate_id(body.get("trace_id"), "trace_id")
+    return body
+
+
+def _body_feedback(body: dict[str, Any], rules: FeedbackRules) -> Feedback:
+    """The JSON body form's feedback, validated by the same rules as the headers."""
     span_id = _optional_id(body, "span_id")
     feedback_id = _optional_id(body, "feedback_id")
     attributes = body.get("attributes", {})
@@ -125,7 +169,7 @@ def parse_body(raw: bytes, rules: FeedbackRules) -> tuple[str, Feedback]:
     if not attributes and not tags:
         raise BadRequest("body: needs attributes or tags", code="no_feedback")
     all_tags = tuple(dict.fromkeys((*tags, *feedback_tags(attributes))))
-    return trace_id, Feedback(attributes, all_tags, span_id, feedback_id)
+    return Feedback(attributes, all_tags, span_id, feedback_id)
 
 
 def _optional_id(body: dict[str, Any], key: str) -> str | None:

@@ -22,6 +22,7 @@ from proxy.core.ids import new_span_id, new_trace_id
 from proxy.core.records import Span
 from proxy.feedback.token import issue
 from proxy.gateway.headers import EXPOSE_HEADERS
+from proxy.gateway.responses import error_response
 from proxy.gateway.services import GatewayServices
 from proxy.gateway.upstream import Route
 from proxy.metrics.calls import MID_STREAM_BREAK, CallMetrics, upstream_error_kind
@@ -140,9 +141,7 @@ class Call:
 
     async def error_response(self, error: ProxyError, services: GatewayServices) -> web.Response:
         await self.settle_feedback()
-        response = web.Response(
-            status=error.status, body=error.body(), content_type="application/json"
-        )
+        response = error_response(error)
         self.add_trace_headers(response.headers, services, relayed=False)
         return response
 

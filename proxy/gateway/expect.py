@@ -13,6 +13,7 @@ from aiohttp import HttpVersion11, hdrs, web
 
 from proxy.core.errors import BadRequest, ProxyError
 from proxy.core.ids import is_valid_utf8
+from proxy.gateway.responses import error_response
 
 CONTINUE = "100-continue"  # the only expectation HTTP defines (RFC 9110 §10.1.1)
 
@@ -40,8 +41,7 @@ async def expect_handler(request: web.Request) -> web.StreamResponse | None:
     if error is not None:
         # Returned before the handler and its middlewares: the bare JSON error, and the
         # connection closes (the client may be holding back a body it will never send).
-        answer = web.Response(status=error.status, body=error.body(),
-                              content_type="application/json")  # fmt: skip
+        answer = error_response(error)
         answer.force_close()
         return answer
     if request.version >= HttpVersion11:  # an HTTP/1.0 client's 100-continue is ignored

@@ -38,6 +38,7 @@ from proxy.feedback.token import VERSION as TOKEN_VERSION
 from proxy.feedback.token import verify
 from proxy.gateway.auth import PROXY_KEY_HEADER, proxy_key_ok
 from proxy.gateway.call import access_log
+from proxy.gateway.responses import error_response
 from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.tracing.context import parse_trace_context
 
@@ -66,10 +67,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         body = orjson.dumps(feedback_answer(trace_id, outcome, services.settings.feedback))
         response = web.Response(body=body, content_type="application/json", headers=headers)
     except ProxyError as error:
-        response = web.Response(
-            status=error.status, body=error.body(), content_type="application/json",
-            headers=headers,
-        )  # fmt: skip
+        response = error_response(error, headers)
         outcome = error.code
     _log_feedback(headers.get("X-Trace-Id"), response.status, outcome, started)
     return response
@@ -85,10 +83,7 @@ def _log_feedback(trace_id: str | None, status: int, outcome: str | None, starte
 async def feedback_method_not_allowed(request: web.Request) -> web.Response:
     """``/feedback`` takes POST (and the CORS preflight); it is never forwarded upstream."""
     error = MethodNotAllowed(f"{request.method} /feedback: use POST.", code="method_not_allowed")
-    return web.Response(
-        status=error.status, body=error.body(), content_type="application/json",
-        headers={"Allow": "POST, OPTIONS"},
-    )  # fmt: skip
+    return error_response(error, {"Allow": "POST, OPTIONS"})
 
 
 async def preflight_feedback(request: web.Request) -> web.Response:

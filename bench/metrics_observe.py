@@ -70,7 +70,17 @@ def ours(n: int, reps: int) -> None:
         us = best_us(lambda c=call, s=span: c._observe(metrics, s), n, reps)
         print(f"Call._observe ({'streamed' if stream else 'JSON'} call): {us:.2f} µs")
     us = best_us(
-        lambda: metrics.observe("openai", "gpt-4o-mini", 200, 0.8, None, USAGE, None), n, reps
+        lambda: metrics.observe(
+            upstream="openai",
+            model="gpt-4o-mini",
+            status=200,
+            duration=0.8,
+            ttft=None,
+            usage=USAGE,
+            error=None,
+        ),
+        n,
+        reps,
     )
     print(f"CallMetrics.observe alone (JSON call): {us:.2f} µs")
 

@@ -375,7 +375,15 @@ def test_ratings_are_labelled_to_the_nearest_half_point() -> None:
 def _worker(requests: int, queue: int, live: bool = True) -> dict[str, object]:
     metrics = CallMetrics()
     for _ in range(requests):
-        metrics.observe("openai", MODEL, 200, 0.2, None, None, None)
+        metrics.observe(
+            upstream="openai",
+            model=MODEL,
+            status=200,
+            duration=0.2,
+            ttft=None,
+            usage=None,
+            error=None,
+        )
     families = {**metrics.snapshot(), "writer": [[[], [queue, 10 * queue]]]}
     return {"pid": 0, "live": live, "families": families}
 

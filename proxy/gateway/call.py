@@ -163,13 +163,13 @@ class Call:
         if recorder is not None and recorder.stream and recorder.first_byte_at is not None:
             ttft = recorder.first_byte_at - self.started
         metrics.observe(
-            self.route.upstream.name if self.route is not None else "",
-            span["model"] if span is not None else None,
-            self.status,
-            time.perf_counter() - self.started,
-            ttft,
-            span["usage"] if span is not None else None,
-            self.upstream_error,
+            upstream=self.route.upstream.name if self.route is not None else "",
+            model=span["model"] if span is not None else None,
+            status=self.status,
+            duration=time.perf_counter() - self.started,
+            ttft=ttft,
+            usage=span["usage"] if span is not None else None,
+            error=self.upstream_error,
         )
 
     def _log(self) -> None:

@@ -116,6 +116,7 @@ class CallMetrics:
 
     def observe(
         self,
+        *,
         upstream: str,
         model: str | None,
         status: int | None,

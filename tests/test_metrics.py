@@ -25,6 +25,7 @@ from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import COMPLETION_TOKENS, FakeProvider
 from tests.recording_helpers import wait_for_trace, wait_healthy
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,12 +77,9 @@ async def scrape_until(
     timeout: float = 5.0,
 ) -> Samples:
     """Scrape until ``done`` holds: a call is counted just after its last byte is sent."""
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = await scrape(http, admin_url)
-        if done(samples) or time.monotonic() > deadline:
-            return samples
-        await asyncio.sleep(0.02)
+    return await eventually(
+        lambda: scrape(http, admin_url), until=done, timeout=timeout, what="the awaited metrics"
+    )
 
 
 def chat(model: str = MODEL, stream: bool = False) -> bytes:

@@ -25,6 +25,7 @@ from proxy.runtime.server import Listeners, bound_port, start_listeners
 from proxy.store.connection import connect_to
 from proxy.store.embedded import EmbeddedRedis, free_port
 from proxy.store.keys import Keys
+from proxy.store.redis_store import RedisStore
 from tests.cluster_support import LocalCluster, start_cluster
 from tests.fake_provider import FakeProvider
 
@@ -133,6 +134,15 @@ def keys(key_prefix: str) -> Keys:
 
 
 @pytest.fixture
+async def store(redis_client: aioredis.Redis, keys: Keys) -> AsyncIterator[RedisStore]:
+    """The trace store (30 days' retention) on this test's backend and key prefix, which the
+    proxies of ``start`` and ``proxy`` share: what a test writes here, their admin API reads."""
+    store = RedisStore(redis_client, keys, retention_days=30)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
 async def fake_provider() -> AsyncIterator[FakeProvider]:
     """The fake LLM provider on a free loopback port."""
     provider = FakeProvider()
@@ -219,6 +229,12 @@ async def start(make_settings: Callable[..., Settings]) -> AsyncIterator[StartPr
 async def proxy(start: StartProxy) -> RunningProxy:
     """A proxy with default settings in front of the fake provider."""
     return await start()
+
+
+@pytest.fixture
+def admin(proxy: RunningProxy) -> RunningProxy:
+    """``proxy``, named for the tests that only talk to its admin API."""
+    return proxy
 
 
 @pytest.fixture

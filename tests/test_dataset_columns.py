@@ -19,10 +19,9 @@ from proxy.datasets.columns import (
 )
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
+from tests.clients import call, rows_url, text_of
 from tests.conftest import RunningProxy
-from tests.test_datasets import admin, call, make_trace, rows_url, store, text_of
-
-__all__ = ["admin", "store"]  # fixtures used here
+from tests.factories import make_trace
 
 MAPPING = {
     "verdict": "attributes.user_feedback",

@@ -25,6 +25,7 @@ from proxy.store.embedded import free_port, redis_server_binary
 from proxy.store.redis_checks import check_cluster_mode, check_eviction_policy
 from tests.cluster_support import LocalCluster
 from tests.conftest import StartProxy
+from tests.waiting import eventually_blocking
 
 
 @contextmanager
@@ -46,14 +47,17 @@ def redis_process(data_dir: Path, *args: str) -> Iterator[str]:
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def connect_error() -> int:
         assert process.poll() is None, "redis-server exited at start"
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError("redis-server did not listen within 10 s")
+            return sock.connect_ex(("127.0.0.1", port))
+
+    eventually_blocking(
+        connect_error,
+        until=lambda errno: errno == 0,
+        timeout=10,
+        what=f"redis-server listening on port {port}",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections import defaultdict
@@ -19,18 +18,13 @@ from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.stats import HOUR_MS, FeedbackStats, StatsQuery
 from tests.conftest import StartProxy
-from tests.test_feedback_store import feedback
-from tests.test_store import span_record
+from tests.factories import feedback, span_record
 from tests.test_trace_query import Fixture, feedback_of, plan_traces, spans_of
+from tests.waiting import eventually
 
 DAY_MS = 24 * HOUR_MS
 # Three UTC days back, so the fixture spans day and hour buckets without touching "now".
 BASE_MS = (int(time.time() * 1000) // DAY_MS - 3) * DAY_MS
-
-
-@pytest.fixture
-def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(redis_client, keys, retention_days=30)
 
 
 @pytest.fixture
@@ -195,20 +189,25 @@ async def test_stats_through_the_proxy_follow_votes_sent_as_headers(
         ) as resp:
             assert resp.status == 200, await resp.text()
             assert resp.headers.get("X-Feedback-Status", "applied") == "applied"
-    want = [3, 1, 1, 1, 2.0]
-    for _ in range(200):  # spans are written behind the responses: wait for all of them
+
+    async def by_model() -> Any:
         async with http.get(
             f"{proxy.admin_url}/api/stats/feedback", params={"group_by": "model"}
         ) as resp:
             assert resp.status == 200
-            body = await resp.json()
-        rows = [r for r in body["buckets"] if r["model"] == "gpt-4o-mini"]
-        got = [sum(r[k] for r in rows) for k in ("traces", "positive", "negative", "rating_count")]
-        if got == want[:4]:
-            break
-        await asyncio.sleep(0.02)
-    assert got == want[:4]
-    assert [r["rating_average"] for r in rows if r["rating_count"]] == [2.0]
+            return await resp.json()
+
+    def model_rows(body: Any) -> list[Any]:
+        return [r for r in body["buckets"] if r["model"] == "gpt-4o-mini"]
+
+    def totals(body: Any) -> list[int]:
+        keys = ("traces", "positive", "negative", "rating_count")
+        return [sum(r[k] for r in model_rows(body)) for k in keys]
+
+    # spans are written behind the responses: wait for all of them
+    body = await eventually(by_model, until=lambda body: totals(body) == [3, 1, 1, 1])
+    assert totals(body) == [3, 1, 1, 1]
+    assert [r["rating_average"] for r in model_rows(body) if r["rating_count"]] == [2.0]
     assert body["group_by"] == "model"
     assert body["bucket"] == "day"
 

@@ -28,8 +28,7 @@ from proxy.store.trace_query import (
     smallest,
 )
 from tests.conftest import StartProxy
-from tests.test_feedback_store import feedback
-from tests.test_store import span_record
+from tests.factories import feedback, span_record
 
 N_TRACES = 300
 MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku")
@@ -55,11 +54,6 @@ class Planned:
 
 
 Fixture = list[Planned]
-
-
-@pytest.fixture
-def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(redis_client, keys, retention_days=30)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.recording_helpers import wait_for_trace
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.redis_backends]  # single and Cluster
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Q?"}]}
 VOTES = {"cli-good": "positive", "cli-bad-1": "negative", "cli-bad-2": "negative"}

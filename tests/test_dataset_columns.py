@@ -23,6 +23,8 @@ from tests.clients import call, rows_url, text_of
 from tests.conftest import RunningProxy
 from tests.factories import make_trace
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 MAPPING = {
     "verdict": "attributes.user_feedback",
     "why": "attributes.feedback_reason",

@@ -20,6 +20,8 @@ from tests.clients import call, rows_url, text_of
 from tests.conftest import RunningProxy
 from tests.factories import make_trace, span_record
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 TRICKY = 'Wrong, "very" wrong,\nsee line two; ünïcode'
 
 

@@ -22,6 +22,8 @@ from tests.fake_provider import FakeProvider, reply_text
 from tests.recording_helpers import wait_for_trace
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 MODEL = "gpt-4o-mini"
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "wie spät ist es"}]
 CHAT = {"model": MODEL, "messages": MESSAGES}

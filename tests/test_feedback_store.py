@@ -15,6 +15,8 @@ from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from tests.factories import feedback, span_record
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 RULES = (
     ReviewRule(dataset="review", when={"user_feedback": "negative"}),
     ReviewRule(dataset="low", when={"user_feedback_rating": {"lte": 2}}),

@@ -22,6 +22,8 @@ from tests.fake_provider import (
 )
 from tests.recording_helpers import wait_for_trace
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "say hello to me"}]
 PROMPT_TOKENS = prompt_tokens({"messages": MESSAGES})
 MODEL = "gpt-4o-mini"

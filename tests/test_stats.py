@@ -22,6 +22,8 @@ from tests.factories import feedback, span_record
 from tests.test_trace_query import Fixture, feedback_of, plan_traces, spans_of
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 DAY_MS = 24 * HOUR_MS
 # Three UTC days back, so the fixture spans day and hour buckets without touching "now".
 BASE_MS = (int(time.time() * 1000) // DAY_MS - 3) * DAY_MS

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from tests.factories import span_record
+
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 DAY_MS = 86_400_000
 

@@ -30,6 +30,8 @@ from proxy.store.trace_query import (
 from tests.conftest import StartProxy
 from tests.factories import feedback, span_record
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 N_TRACES = 300
 MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku")
 UPSTREAMS = ("openai", "anthropic")

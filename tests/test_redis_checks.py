@@ -208,6 +208,8 @@ async def test_one_evicting_primary_of_a_cluster_is_named(redis_cluster: LocalCl
 async def test_a_matching_cluster_setting_logs_nothing(
     cluster_setting: bool, redis_server: str, redis_cluster: LocalCluster
 ) -> None:
+    """redis.cluster matching the server (plain or cluster) passes the start-up check
+    silently."""
     url = redis_cluster.url if cluster_setting else redis_server
     client = connect_cluster(url) if cluster_setting else connect(url)
     try:
@@ -221,6 +223,8 @@ async def test_a_matching_cluster_setting_logs_nothing(
 async def test_a_plain_client_on_a_cluster_node_names_the_setting(
     redis_cluster: LocalCluster,
 ) -> None:
+    """redis.cluster false against a Cluster node: the check fails with one error log naming
+    the setting."""
     client = connect(redis_cluster.url)
     try:
         with capture_logs() as logs:
@@ -233,6 +237,8 @@ async def test_a_plain_client_on_a_cluster_node_names_the_setting(
 
 
 async def test_a_cluster_client_on_a_plain_server_names_the_setting(redis_server: str) -> None:
+    """redis.cluster true against a plain server: the check fails with an error naming the
+    setting."""
     client = connect_cluster(redis_server)
     try:
         with capture_logs() as logs:

@@ -133,6 +133,8 @@ async def test_feedback_before_spans_counts_under_the_model_that_comes_later(
 async def test_a_removed_rating_leaves_the_counters(
     store: RedisStore, stats: FeedbackStats
 ) -> None:
+    """A rating removed by later feedback no longer counts: the day shows the trace with no
+    rating and no average."""
     await store.write_batch([span_record("tr-r", started_ms=BASE_MS)])
     await store.write_batch([feedback("tr-r", user_feedback_rating=2)])
     removal = feedback("tr-r", user_feedback_comment="changed my mind")
@@ -155,12 +157,15 @@ async def test_a_removed_rating_leaves_the_counters(
     ],
 )
 def test_bad_parameters_name_themselves(params: dict[str, list[str]], param: str) -> None:
+    """A bad stats query parameter is refused with a message naming that parameter."""
     with pytest.raises(InvalidParameter) as error:
         parse_stats_query(params, now_ms=int(time.time() * 1000))
     assert error.value.message.startswith(f"{param}: ")
 
 
 def test_defaults_and_bare_dates() -> None:
+    """No parameters: daily buckets over the last 30 days; hourly: the last 24 hours; a bare
+    date covers that whole UTC day."""
     now = 1_795_000_000_000
     assert parse_stats_query({}, now) == StatsQuery("day", now - 30 * DAY_MS + 1, now, None)
     hourly = parse_stats_query({"bucket": ["hour"], "group_by": ["model"]}, now)

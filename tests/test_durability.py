@@ -77,13 +77,16 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def _serve(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    """`serve` with its output appended to cwd/serve.log (a pipe nobody reads could fill up
+    and stall it, and would be left open)."""
+    with (cwd / "serve.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", *args],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def test_sigterm_during_streams_finishes_them_and_records_every_span(

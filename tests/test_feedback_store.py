@@ -259,8 +259,12 @@ async def test_feedback_for_a_trace_past_retention_does_not_fail(
 ) -> None:
     """Feedback on a trace older than a lowered retention is merged without an error."""
     long_store = RedisStore(redis_client, keys, retention_days=30)
-    ten_days_ago = int(time.time() * 1000) - 10 * 86_400_000
-    await long_store.write_batch([span_record("old-tr", started_ms=ten_days_ago)])
     short_store = RedisStore(redis_client, keys, retention_days=7)
-    result = await short_store.merge_feedback(feedback("old-tr", user_feedback="negative"))
+    try:
+        ten_days_ago = int(time.time() * 1000) - 10 * 86_400_000
+        await long_store.write_batch([span_record("old-tr", started_ms=ten_days_ago)])
+        result = await short_store.merge_feedback(feedback("old-tr", user_feedback="negative"))
+    finally:
+        await long_store.close()
+        await short_store.close()
     assert result.status in ("applied", "replaced")

@@ -154,7 +154,10 @@ async def test_a_silent_redis_delays_start_up_no_longer_than_the_timeout(
             )
         elapsed = time.monotonic() - started
     finally:
+        for writer in held:
+            writer.close()
         server.close()
+        await server.wait_closed()
     assert policy is None
     assert elapsed < 1.0
     assert "TimeoutError" in logs[0]["error"]

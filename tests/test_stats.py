@@ -18,8 +18,7 @@ from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.stats import HOUR_MS, FeedbackStats, StatsQuery
 from tests.conftest import StartProxy
-from tests.factories import feedback, span_record
-from tests.test_trace_query import Fixture, feedback_of, plan_traces, spans_of
+from tests.factories import Fixture, feedback, feedback_of, plan_traces, span_record, spans_of
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster

@@ -436,7 +436,7 @@ async def test_two_workers_scrape_the_sum_whichever_answers(
         sys.executable, "-m", "proxy", "serve", "--workers", "2", "--redis", redis_server,
         "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin_port),
         "--upstream", fake_provider.base_url,
-        cwd=tmp_path, env=env,
+        cwd=tmp_path, env=env, start_new_session=True,  # its own process group: see finally
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -458,9 +458,11 @@ async def test_two_workers_scrape_the_sum_whichever_answers(
         assert process.returncode == 0, err.decode()[-2000:]
         assert list(temp.iterdir()) == []
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        # The whole group: a worker left alive would hold stderr open, and wait() (which
+        # waits for the pipes too) would hang instead of letting the failure be reported.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), 15)
 
 
 async def _calls_on_fresh_connections(url: str, count: int) -> None:

@@ -39,7 +39,7 @@ class CrashingStore:
 
 
 async def main(url: str, key: str, spool_dir: str) -> None:
-    writer = Writer(CrashingStore(url, key), Path(spool_dir), batch_size=4)  # type: ignore[arg-type]
+    writer = Writer(CrashingStore(url, key), Path(spool_dir), batch_size=4)
     await writer.start()
     await writer.wait_idle(10)
 

@@ -42,8 +42,8 @@ async def eventually(
             value = probe()
             if inspect.isawaitable(value):
                 value = await value
-            if until(value):  # type: ignore[arg-type]
-                return value  # type: ignore[return-value]
+            if until(value):
+                return value
             last = value
         except ignoring as exc:
             last = exc

@@ -28,6 +28,7 @@ import redis
 from redis.crc import key_slot
 
 from proxy.store.embedded import die_with_parent, redis_server_binary
+from tests.waiting import eventually_blocking
 
 SLOTS = 16384
 BUS_PORT_OFFSET = 10_000  # Redis 6.2 has no cluster-port option: the bus is always port + 10000
@@ -122,16 +123,13 @@ class LocalCluster:
         """Wait until ``cluster_state`` is ``state`` ("ok" or "fail") on the given running nodes
         (all running nodes by default)."""
         chosen = [self.nodes[i] for i in (indexes if indexes is not None else range(self.masters))]
-        deadline = time.monotonic() + timeout
-        while True:
-            states = {node.address: _cluster_state(node) for node in chosen if node.running}
-            if states and all(value == state for value in states.values()):
-                return
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"cluster_state is not {state!r} within {timeout:.1f} s: {states}"
-                )
-            time.sleep(0.02)
+        eventually_blocking(
+            lambda: {node.address: _cluster_state(node) for node in chosen if node.running},
+            until=lambda states: states and all(value == state for value in states.values()),
+            timeout=timeout,
+            what=f"cluster_state {state!r} on every running node",
+            error=ClusterError,
+        )
 
     def master_of(self, key: str) -> int:
         """The index of the master whose slots hold ``key`` (from any running node's view)."""
@@ -222,17 +220,21 @@ def _cluster_state(node: ClusterNode) -> str:
 
 
 def _wait_for_ping(node: ClusterNode, deadline: float) -> None:
-    while time.monotonic() < deadline:
+    def answering_pid() -> int:
         if not node.running:
             raise ClusterError(f"redis-server {node.address} exited at start: {_log_tail(node)}")
-        try:
-            with _client(node) as client:
-                if _pid_of(client) == node.process.pid:  # not another server on a taken port
-                    return
-        except redis.RedisError:
-            pass
-        time.sleep(0.01)
-    raise ClusterError(f"redis-server {node.address} did not answer in time")
+        with _client(node) as client:
+            return _pid_of(client)
+
+    eventually_blocking(
+        answering_pid,
+        until=lambda pid: pid == node.process.pid,  # not another server on a taken port
+        timeout=max(deadline - time.monotonic(), 0),
+        interval=0.01,
+        what=f"redis-server {node.address} answering",
+        ignoring=(redis.RedisError,),
+        error=ClusterError,
+    )
 
 
 def _pid_of(client: redis.Redis) -> int:

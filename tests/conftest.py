@@ -2,10 +2,10 @@
 
 Redis comes in two backends: the session's single redis-server and a real 3-master Redis
 Cluster (started only when a test needs it). ``redis_client``, ``make_settings``, ``start``
-and ``proxy`` follow ``redis_backend``, which is "single" unless the test's module is in
-BOTH_BACKENDS (or marked ``redis_backends``, or the run has ``--cluster-all``): then the
-same test body runs once per backend, ``[single]`` and ``[cluster]``; ``-k cluster`` picks the
-cluster runs.
+and ``proxy`` follow ``redis_backend``, which is "single" unless the test is marked
+``redis_backends`` (a module says ``pytestmark = pytest.mark.redis_backends``) or the run has
+``--cluster-all``: then the same test body runs once per backend, ``[single]`` and
+``[cluster]``; ``-k cluster`` picks the cluster runs.
 """
 
 from __future__ import annotations
@@ -25,27 +25,10 @@ from proxy.runtime.server import Listeners, bound_port, start_listeners
 from proxy.store.connection import connect_to
 from proxy.store.embedded import EmbeddedRedis, free_port
 from proxy.store.keys import Keys
+from proxy.store.redis_store import RedisStore
 from tests.cluster_support import LocalCluster, start_cluster
 from tests.fake_provider import FakeProvider
 
-# Test modules whose Redis tests run twice: on the single server and on a Redis Cluster (the
-# store's contract). A test takes part when it uses redis_client, make_settings, start or
-# proxy (they build on redis_backend); a module not listed can opt in with the marker
-# ``pytest.mark.redis_backends``.
-BOTH_BACKENDS = frozenset(
-    {
-        "tests.test_store",
-        "tests.test_feedback_store",
-        "tests.test_trace_query",
-        "tests.test_datasets",
-        "tests.test_recording",
-        "tests.test_feedback_flow",
-        "tests.test_admin_patch",
-        "tests.test_stats",
-        "tests.test_dataset_columns",
-        "tests.test_cli_admin",
-    }
-)
 # Tests that fail on the cluster only because of a store module not yet fixed for it:
 # node id (without the parameter) -> why. Strict: fixing the store turns them into failures,
 # and the entry must then go.
@@ -57,21 +40,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--cluster-all",
         action="store_true",
         help="run every test that reaches Redis through the shared fixtures on a Redis Cluster "
-        "too, not only the modules in BOTH_BACKENDS (finds what breaks on a cluster)",
+        "too, not only those marked redis_backends (finds what breaks on a cluster)",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "redis_backends: run the test on a single Redis and on a Redis Cluster"
+        "markers",
+        "redis_backends: run the test on a single Redis and on a Redis Cluster (the store's "
+        "contract); takes effect for tests that use redis_client, store, make_settings, start "
+        "or proxy (they build on redis_backend)",
     )
 
 
 def _on_both_backends(metafunc: pytest.Metafunc) -> bool:
-    return (
-        metafunc.module.__name__ in BOTH_BACKENDS
-        or metafunc.definition.get_closest_marker("redis_backends") is not None
-        or bool(metafunc.config.getoption("--cluster-all"))
+    return metafunc.definition.get_closest_marker("redis_backends") is not None or bool(
+        metafunc.config.getoption("--cluster-all")
     )
 
 
@@ -130,6 +114,15 @@ async def redis_client(redis_backend: str, redis_url: str) -> AsyncIterator[aior
 def keys(key_prefix: str) -> Keys:
     """The key names of this test's prefix."""
     return Keys(key_prefix)
+
+
+@pytest.fixture
+async def store(redis_client: aioredis.Redis, keys: Keys) -> AsyncIterator[RedisStore]:
+    """The trace store (30 days' retention) on this test's backend and key prefix, which the
+    proxies of ``start`` and ``proxy`` share: what a test writes here, their admin API reads."""
+    store = RedisStore(redis_client, keys, retention_days=30)
+    yield store
+    await store.close()
 
 
 @pytest.fixture
@@ -219,6 +212,12 @@ async def start(make_settings: Callable[..., Settings]) -> AsyncIterator[StartPr
 async def proxy(start: StartProxy) -> RunningProxy:
     """A proxy with default settings in front of the fake provider."""
     return await start()
+
+
+@pytest.fixture
+def admin(proxy: RunningProxy) -> RunningProxy:
+    """``proxy``, named for the tests that only talk to its admin API."""
+    return proxy
 
 
 @pytest.fixture

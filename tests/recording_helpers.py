@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import aiohttp
+
+from tests.waiting import eventually
 
 
 async def wait_for_trace(
     http: aiohttp.ClientSession, admin_url: str, trace_id: str, spans: int = 1, timeout: float = 5
 ) -> dict[str, Any]:
     """The trace once it has at least ``spans`` spans; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+
+    async def read() -> Any:
         async with http.get(f"{admin_url}/api/traces/{trace_id}") as resp:
-            last = await resp.json() if resp.status in (200, 404) else resp.status
-            if resp.status == 200 and len(last["spans"]) >= spans:
-                return dict(last)
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"trace {trace_id} not recorded with {spans} span(s): {last}")
+            return await resp.json() if resp.status == 200 else (resp.status, await resp.text())
+
+    trace = await eventually(
+        read,
+        until=lambda last: isinstance(last, dict) and len(last["spans"]) >= spans,
+        timeout=timeout,
+        what=f"trace {trace_id} recorded with {spans} span(s)",
+    )
+    return dict(trace)
 
 
 async def wait_healthy(
@@ -29,17 +32,20 @@ async def wait_healthy(
 ) -> None:
     """Until ``url``/healthz answers 200; fails early when ``process`` (a Popen or an asyncio
     subprocess) has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def status() -> int:
         assert process is None or _running(process), "proxy process exited"
-        try:
-            async with http.get(f"{url}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} did not become healthy")
+        async with http.get(f"{url}/healthz") as resp:
+            return resp.status
+
+    await eventually(
+        status,
+        until=lambda code: code == 200,
+        timeout=timeout,
+        interval=0.05,
+        what=f"{url}/healthz answering 200",
+        ignoring=(aiohttp.ClientConnectionError,),
+    )
 
 
 def _running(process: Any) -> bool:

@@ -9,6 +9,8 @@ import pytest
 from tests.conftest import RunningProxy
 from tests.recording_helpers import wait_for_trace
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
 
 

@@ -23,7 +23,7 @@ from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.recording_helpers import wait_for_trace
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.redis_backends]  # single and Cluster
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Q?"}]}
 VOTES = {"cli-good": "positive", "cli-bad-1": "negative", "cli-bad-2": "negative"}
@@ -127,6 +127,8 @@ async def test_traces_bad_parameter_prints_the_api_message(
 
 
 async def test_export_jsonl_file(running: RunningProxy, tmp_path: Path) -> None:
+    """`export --format jsonl -o FILE` writes one chat row per line, each ending in the
+    assistant's answer."""
     out = tmp_path / "ds.jsonl"
     assert await cli("export", "ds", "--format", "jsonl", "-o", str(out),
                      "--admin-url", running.admin_url) == 0  # fmt: skip
@@ -136,6 +138,8 @@ async def test_export_jsonl_file(running: RunningProxy, tmp_path: Path) -> None:
 
 
 async def test_export_csv_file(running: RunningProxy, tmp_path: Path) -> None:
+    """`export --format csv -o FILE` writes a CSV with a header and one row per dataset row,
+    feedback included."""
     out = tmp_path / "ds.csv"
     assert await cli("export", "ds", "--format", "csv", "-o", str(out),
                      "--admin-url", running.admin_url) == 0  # fmt: skip
@@ -159,6 +163,7 @@ async def test_export_json_follows_pages(
 
 
 async def test_export_to_stdout(running: RunningProxy, capsysbinary: Any) -> None:
+    """Without -o the export goes to stdout, filters applied (only the rows still to annotate)."""
     assert await cli("export", "ds", "--format", "jsonl", "--annotation-status", "empty",
                      "--admin-url", running.admin_url) == 0  # fmt: skip
     assert len(capsysbinary.readouterr().out.splitlines()) == 3
@@ -185,6 +190,8 @@ async def test_unknown_dataset_exits_1(
 async def test_unreachable_admin_api_exits_1(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """No admin API at the URL: exit 1, nothing on stdout, one stderr line naming the URL
+    and asking whether `feedback-proxy serve` runs."""
     url = f"http://127.0.0.1:{free_port()}"
     assert await cli(*command, "--admin-url", url) == 1
     captured = capsys.readouterr()
@@ -219,6 +226,8 @@ async def test_admin_url_from_settings_and_token(
 
 
 def test_csv_row_counter_ignores_newlines_in_quotes() -> None:
+    """The progress counter counts CSV rows, not lines: a quoted newline is not a row, at
+    any chunk border."""
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["a", "b"])
@@ -232,12 +241,15 @@ def test_csv_row_counter_ignores_newlines_in_quotes() -> None:
 
 
 def test_table_of_an_empty_page() -> None:
+    """`traces` on an empty result says so instead of printing an empty table."""
     assert format_traces({"traces": [], "next_cursor": None}) == (
         "no matching traces\n(no more pages)\n"
     )
 
 
 def test_terminal_progress_rewrites_one_line() -> None:
+    """Progress on a terminal rewrites one line (rows, human-readable bytes) and ends it once,
+    with "done"."""
     stream = io.StringIO()
     progress = TerminalProgress(stream, interval=0)
     progress(1, 10, False)

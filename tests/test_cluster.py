@@ -28,7 +28,7 @@ from proxy.store.redis_store import RedisStore
 from proxy.writer.writer import Writer
 from tests.cluster_support import LocalCluster, start_cluster
 from tests.conftest import StartProxy
-from tests.test_store import span_record
+from tests.factories import span_record
 
 SLOTS = 16384
 FAIL_FAST_S = 0.5  # a dead node must cost at most this much per call (connection refused)

@@ -31,6 +31,7 @@ def test_the_environment_turns_cluster_on(text: str) -> None:
 
 
 def test_a_toml_file_turns_cluster_on(tmp_path: Path) -> None:
+    """`cluster = true` under [redis] in the TOML file turns cluster mode on, URL kept as given."""
     path = tmp_path / "fp.toml"
     path.write_text('[redis]\nurl = "redis://:secret@r1:7000"\ncluster = true\n')
     redis = load_settings(path, env={}).redis
@@ -55,6 +56,8 @@ def test_cluster_without_url_is_an_error_naming_the_key() -> None:
     ],
 )
 def test_a_cluster_url_must_be_a_tcp_seed_node_on_database_0(url: str, problem: str) -> None:
+    """A cluster URL that is a socket, names a database other than 0 or is malformed is a
+    config error naming redis.url."""
     env = {"FEEDBACK_PROXY_REDIS__CLUSTER": "true", "FEEDBACK_PROXY_REDIS__URL": url}
     with pytest.raises(ConfigError, match=problem) as caught:
         load_settings(env=env)
@@ -63,6 +66,7 @@ def test_a_cluster_url_must_be_a_tcp_seed_node_on_database_0(url: str, problem: 
 
 @pytest.mark.parametrize("url", ["redis://r1:7000", "redis://r1:7000/0", "rediss://u:p@r1:7000"])
 def test_seed_node_urls_that_are_accepted(url: str) -> None:
+    """redis:// and rediss:// seed nodes, with or without /0 and credentials, are accepted."""
     overrides = {"redis.url": url, "redis.cluster": True}
     assert load_settings(env={}, overrides=overrides).redis.cluster
 

@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from proxy.store.embedded import free_port
 from tests.cluster_support import LocalCluster, start_cluster
 from tests.fake_provider import FakeProvider
 from tests.recording_helpers import wait_healthy
+from tests.waiting import eventually
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
@@ -106,11 +106,9 @@ async def get_json(http: aiohttp.ClientSession, url: str, **params: Any) -> Any:
 
 async def settled(check: Callable[[], Awaitable[bool]], timeout: float = SETTLE_TIMEOUT) -> None:
     """Until ``check()`` holds (spans are written behind the responses, and replays later)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the cluster did not reach the expected state in time")
-        await asyncio.sleep(0.1)
+    await eventually(
+        check, timeout=timeout, interval=0.1, what="the cluster reaching the expected state"
+    )
 
 
 async def test_three_replicas_share_traces_without_losing_or_doubling_anything(

@@ -19,10 +19,11 @@ from proxy.datasets.columns import (
 )
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
+from tests.clients import call, rows_url, text_of
 from tests.conftest import RunningProxy
-from tests.test_datasets import admin, call, make_trace, rows_url, store, text_of
+from tests.factories import make_trace
 
-__all__ = ["admin", "store"]  # fixtures used here
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 MAPPING = {
     "verdict": "attributes.user_feedback",
@@ -90,6 +91,7 @@ async def test_csv_header_lists_every_mapping_the_dataset_was_given(
     ],
 )
 def test_bad_mappings_name_the_column(columns: object, named: str) -> None:
+    """A column mapping that cannot work is refused with a message naming the bad column."""
     with pytest.raises(InvalidColumns) as error:
         parse_columns(columns)
     assert str(error.value).startswith(f"{named}: ")
@@ -98,6 +100,7 @@ def test_bad_mappings_name_the_column(columns: object, named: str) -> None:
 async def test_a_bad_mapping_adds_nothing(
     admin: RunningProxy, store: RedisStore, http: aiohttp.ClientSession
 ) -> None:
+    """A request with a bad mapping answers 400 naming the column and creates no dataset."""
     await make_trace(store, "tr-1")
     status, body = await call(
         http, "POST", rows_url(admin), {"trace_ids": ["tr-1"], "columns": {"x": "span.input"}}
@@ -109,6 +112,8 @@ async def test_a_bad_mapping_adds_nothing(
 
 
 def test_column_values_follow_their_source() -> None:
+    """A column reads attributes (dotted keys kept whole), the span and the trace; a missing
+    source is null, not an error."""
     trace = {"session_id": "s1", "attributes": {"a.b": 1}, "spans": []}
     span = {"usage": {"input_tokens": 3}, "model": "m"}
     assert column_value(trace, span, "attributes.a.b") == 1
@@ -143,6 +148,8 @@ async def test_filling_the_row_of_an_expired_trace_does_not_bring_it_back(
     redis_client: aioredis.Redis,
     keys: Keys,
 ) -> None:
+    """Marking a row filled after its trace expired works (200) and does not recreate the
+    trace."""
     await make_trace(store, "tr-1")
     await call(http, "POST", rows_url(admin), {"trace_ids": ["tr-1"]})
     assert await store.set_annotation_status("tr-1", "empty")

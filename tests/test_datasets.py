@@ -16,55 +16,13 @@ from proxy.datasets.columns import csv_header
 from proxy.datasets.formats import chat_messages, csv_record, jsonl_line
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from tests.conftest import RunningProxy, StartProxy
-from tests.test_feedback_store import feedback
-from tests.test_store import span_record
+from tests.clients import call, rows_url, text_of
+from tests.conftest import RunningProxy
+from tests.factories import make_trace, span_record
+
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 TRICKY = 'Wrong, "very" wrong,\nsee line two; ünïcode'
-
-
-@pytest.fixture
-def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
-    """A store on the proxy's own key prefix, to write traces the admin API then reads."""
-    return RedisStore(redis_client, keys, retention_days=30)
-
-
-@pytest.fixture
-async def admin(start: StartProxy) -> RunningProxy:
-    return await start()
-
-
-async def make_trace(
-    store: RedisStore,
-    trace_id: str,
-    answer: str = "Paris.",
-    started_ms: int | None = None,
-    **attributes: Any,
-) -> None:
-    """A one-span trace asking a question, with optional trace-level feedback."""
-    record = span_record(trace_id, "a" * 16, started_ms or int(time.time() * 1000))
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q?"}]
-    record["span"].update(input={"messages": messages}, output={"text": answer, "tool_calls": []})
-    await store.write_batch([record])
-    if attributes:
-        await store.merge_feedback(feedback(trace_id, **attributes))
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, body: Any = None, **params: Any
-) -> tuple[int, Any]:
-    async with http.request(method, url, json=body, params=params or None) as response:
-        return response.status, await response.json()
-
-
-async def text_of(http: aiohttp.ClientSession, url: str, **params: Any) -> tuple[str, str]:
-    async with http.get(url, params=params) as response:
-        assert response.status == 200
-        return response.headers["Content-Type"], await response.text(encoding="utf-8")
-
-
-def rows_url(admin: RunningProxy, name: str = "regressions") -> str:
-    return f"{admin.admin_url}/api/datasets/{name}/rows"
 
 
 async def test_add_by_ids_builds_rows_from_the_last_span_and_feedback(

@@ -7,9 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -20,6 +20,7 @@ from proxy.store.embedded import EmbeddedRedis, free_port
 from tests.conftest import StartProxy
 from tests.fake_provider import FakeProvider
 from tests.recording_helpers import wait_for_trace, wait_healthy
+from tests.waiting import eventually
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -76,13 +77,16 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def _serve(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    """`serve` with its output appended to cwd/serve.log (a pipe nobody reads could fill up
+    and stall it, and would be left open)."""
+    with (cwd / "serve.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", *args],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def test_sigterm_during_streams_finishes_them_and_records_every_span(
@@ -117,7 +121,7 @@ async def test_sigterm_during_streams_finishes_them_and_records_every_span(
         ]
         process.send_signal(signal.SIGTERM)
         admin = f"http://127.0.0.1:{admin_port}"
-        assert await _reports_draining(http, admin)  # while the streams still run
+        await wait_draining(http, admin)  # while the streams still run
         bodies = [await r.read() for r in responses]
         assert all(b"[DONE]" in b for b in bodies)  # every running stream finished
         assert await asyncio.to_thread(process.wait, SERVE_TIMEOUT) == 0
@@ -140,13 +144,17 @@ async def test_sigterm_during_streams_finishes_them_and_records_every_span(
         reader.wait(SERVE_TIMEOUT)
 
 
-async def _reports_draining(http: aiohttp.ClientSession, admin: str, timeout: float = 3) -> bool:
-    """Whether the admin /readyz answers 503 "draining" within ``timeout`` (SIGTERM is
+async def wait_draining(http: aiohttp.ClientSession, admin: str, timeout: float = 3) -> None:
+    """Until the admin /readyz answers 503 "draining"; fails after ``timeout`` (SIGTERM is
     handled asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def readiness() -> tuple[int, Any]:
         async with http.get(f"{admin}/readyz") as resp:
-            if resp.status == 503 and (await resp.json())["status"] == "draining":
-                return True
-        await asyncio.sleep(0.02)
-    return False
+            return resp.status, await resp.json()
+
+    await eventually(
+        readiness,
+        until=lambda answer: answer[0] == 503 and answer[1]["status"] == "draining",
+        timeout=timeout,
+        what="/readyz answering 503 draining",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,9 +16,13 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from proxy.feedback.token import issue
 from proxy.store.embedded import EmbeddedRedis, free_port
+from tests.clients import oai
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import FakeProvider, reply_text
 from tests.recording_helpers import wait_for_trace
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 MODEL = "gpt-4o-mini"
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "wie spät ist es"}]
@@ -29,16 +32,6 @@ Json = dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def oai(proxy: RunningProxy, **headers: str) -> openai.AsyncOpenAI:
-    """The official SDK pointed at the proxy, sending ``headers`` on every call."""
-    return openai.AsyncOpenAI(
-        base_url=proxy.url + "/openai/v1",
-        api_key="sk-secret-openai-key",
-        max_retries=0,
-        default_headers=headers,
-    )
 
 
 async def chat(client: openai.AsyncOpenAI, **headers: str) -> Any:
@@ -82,14 +75,14 @@ async def wait_for_feedback(
     http: aiohttp.ClientSession, proxy: RunningProxy, trace_id: str, events: int, timeout: float
 ) -> Json:
     """The trace once its feedback history holds at least ``events`` events."""
-    deadline = time.monotonic() + timeout
-    trace = None
-    while time.monotonic() < deadline:
-        trace = await get_trace(http, proxy, trace_id)
-        if trace is not None and len(trace["feedback"]) >= events:
-            return dict(trace)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"trace {trace_id} never had {events} feedback event(s): {trace}")
+    trace = await eventually(
+        lambda: get_trace(http, proxy, trace_id),
+        until=lambda trace: trace is not None and len(trace["feedback"]) >= events,
+        timeout=timeout,
+        interval=0.05,
+        what=f"trace {trace_id} having {events} feedback event(s)",
+    )
+    return dict(trace)
 
 
 async def flushed_absent(http: aiohttp.ClientSession, proxy: RunningProxy, trace_id: str) -> bool:
@@ -118,7 +111,7 @@ async def test_chat_app_feedback_on_a_later_call_lands_on_the_conversation(
     proxy: RunningProxy, http: aiohttp.ClientSession, fake_provider: FakeProvider
 ) -> None:
     """A thumbs-down with category and comment on the next call is applied to the conversation."""
-    async with oai(proxy, **{"X-Trace-Id": "conv-42"}) as client:
+    async with oai(proxy, "conv-42") as client:
         first = await chat(client)
         second = await chat(
             client,
@@ -203,7 +196,7 @@ async def test_on_invalid_warn_forwards_the_call_and_stores_no_feedback(
 ) -> None:
     """With on_invalid = "warn" the call answers, X-Feedback-Error says why, no feedback is kept."""
     proxy = await start(**{"feedback.on_invalid": "warn"})
-    async with oai(proxy, **{"X-Trace-Id": "warn-1"}) as client:
+    async with oai(proxy, "warn-1") as client:
         response = await chat(client, **{"X-Feedback": "negative", "X-Feedback-Rating": "6"})
     assert response.status_code == 200
     assert "X-Feedback-Rating" in response.headers["X-Feedback-Error"]
@@ -224,7 +217,7 @@ async def test_same_feedback_id_twice_is_one_changed_vote(
     proxy: RunningProxy, http: aiohttp.ClientSession
 ) -> None:
     """Re-sending an X-Feedback-Id with another vote replaces the vote instead of adding one."""
-    async with oai(proxy, **{"X-Trace-Id": "vote-again", "X-Feedback-Id": "vote-1"}) as client:
+    async with oai(proxy, "vote-again", **{"X-Feedback-Id": "vote-1"}) as client:
         assert (await chat(client, **{"X-Feedback": "negative"})).status_code == 200
         changed = await chat(client, **{"X-Feedback": "positive"})
     assert changed.headers["X-Feedback-Status"] == "applied"
@@ -241,7 +234,7 @@ async def test_a_later_rating_wins_and_both_stay_in_history(
     proxy: RunningProxy, http: aiohttp.ClientSession
 ) -> None:
     """Two ratings on two calls: the trace shows the second, the history both in order."""
-    async with oai(proxy, **{"X-Trace-Id": "rated-twice"}) as client:
+    async with oai(proxy, "rated-twice") as client:
         await chat(client, **{"X-Feedback-Rating": "2"})
         await chat(client, **{"X-Feedback-Rating": "4.5"})
     trace = await wait_for_trace(http, proxy.admin_url, "rated-twice", spans=2)
@@ -254,7 +247,7 @@ async def test_feedback_span_id_puts_feedback_on_that_span_only(
     proxy: RunningProxy, http: aiohttp.ClientSession
 ) -> None:
     """X-Feedback-Span-Id names an earlier call: only that span carries the feedback."""
-    async with oai(proxy, **{"X-Trace-Id": "span-aim"}) as client:
+    async with oai(proxy, "span-aim") as client:
         first = await chat(client)
         target = first.headers["X-Span-Id"]
         second = await chat(client, **{"X-Feedback": "negative", "X-Feedback-Span-Id": target})
@@ -279,7 +272,7 @@ async def test_feedback_before_any_call_is_kept_and_joined_by_the_spans(
         http, proxy, headers={"X-Trace-Id": "early-bird", "X-Feedback": "positive"}
     )
     assert (status, answer["status"]) == (200, "applied")
-    async with oai(proxy, **{"X-Trace-Id": "early-bird"}) as client:
+    async with oai(proxy, "early-bird") as client:
         await chat(client)
     trace = await wait_for_trace(http, proxy.admin_url, "early-bird")
     assert trace["attributes"]["user_feedback"] == "positive"
@@ -427,7 +420,7 @@ async def keyed(start: StartProxy) -> RunningProxy:
 
 async def token_call(proxy: RunningProxy, trace_id: str) -> tuple[str, str]:
     """(X-Feedback-Token, X-Span-Id) of a model call made with the proxy key."""
-    async with oai(proxy, **{"X-Trace-Id": trace_id, "X-Proxy-Key": PROXY_KEY}) as client:
+    async with oai(proxy, trace_id, **{"X-Proxy-Key": PROXY_KEY}) as client:
         response = await chat(client)
     return response.headers["X-Feedback-Token"], response.headers["X-Span-Id"]
 
@@ -507,7 +500,7 @@ async def test_history_cap_on_a_model_call_still_answers_and_says_rejected(
 ) -> None:
     """Past the cap a model call carrying feedback still answers, with status rejected."""
     proxy = await start(**{"feedback.max_events_per_trace": 3})
-    async with oai(proxy, **{"X-Trace-Id": "capped-call"}) as client:
+    async with oai(proxy, "capped-call") as client:
         for _ in range(3):
             await chat(client, **{"X-Feedback": "positive"})
         response = await chat(client, **{"X-Feedback": "negative"})
@@ -538,7 +531,7 @@ async def test_feedback_while_redis_is_down_is_queued_and_applied_once_later(
     """With Redis down the call answers with status queued; once Redis is back it lands once."""
     proxy = await start(**{"redis.url": own_redis.url, "writer.write_timeout": 0.3})
     own_redis.stop()
-    async with oai(proxy, **{"X-Trace-Id": "queued-fb"}) as client:
+    async with oai(proxy, "queued-fb") as client:
         response = await chat(client, **{"X-Feedback": "negative", "X-Feedback-Id": "q-1"})
     assert response.status_code == 200
     assert response.headers["X-Feedback-Status"] == "queued"
@@ -565,7 +558,7 @@ async def test_negative_feedback_puts_the_trace_in_the_review_dataset(
     proxy: RunningProxy, http: aiohttp.ClientSession
 ) -> None:
     """A thumbs-down makes the trace a row of dataset "review", waiting for annotation."""
-    async with oai(proxy, **{"X-Trace-Id": "to-review"}) as client:
+    async with oai(proxy, "to-review") as client:
         await chat(client)
         await wait_for_trace(http, proxy.admin_url, "to-review")
         await chat(client, **{"X-Feedback": "negative"})

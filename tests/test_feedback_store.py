@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,11 +11,11 @@ import redis.asyncio as aioredis
 
 from proxy.config import ReviewRule
 from proxy.core.records import iso_from_ms
-from proxy.feedback.events import feedback_record
-from proxy.feedback.parse import Feedback, feedback_tags
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from tests.test_store import span_record
+from tests.factories import feedback, span_record
+
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 RULES = (
     ReviewRule(dataset="review", when={"user_feedback": "negative"}),
@@ -23,22 +24,13 @@ RULES = (
 
 
 @pytest.fixture
-def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(
+async def store(redis_client: aioredis.Redis, keys: Keys) -> AsyncIterator[RedisStore]:
+    """Overrides conftest's ``store``: feedback history capped at 5 events, and RULES."""
+    store = RedisStore(
         redis_client, keys, retention_days=30, max_feedback_events=5, review_rules=RULES
     )
-
-
-def feedback(
-    trace_id: str = "tr-1",
-    feedback_id: str | None = None,
-    span_id: str | None = None,
-    tags: tuple[str, ...] = (),
-    **attributes: Any,
-) -> dict[str, Any]:
-    """A feedback record as the proxy builds it."""
-    event = Feedback(attributes, (*tags, *feedback_tags(attributes)), span_id, feedback_id)
-    return feedback_record(trace_id, event, source="header")
+    yield store
+    await store.close()
 
 
 async def trace_of(store: RedisStore, trace_id: str = "tr-1") -> dict[str, Any]:
@@ -267,8 +259,12 @@ async def test_feedback_for_a_trace_past_retention_does_not_fail(
 ) -> None:
     """Feedback on a trace older than a lowered retention is merged without an error."""
     long_store = RedisStore(redis_client, keys, retention_days=30)
-    ten_days_ago = int(time.time() * 1000) - 10 * 86_400_000
-    await long_store.write_batch([span_record("old-tr", started_ms=ten_days_ago)])
     short_store = RedisStore(redis_client, keys, retention_days=7)
-    result = await short_store.merge_feedback(feedback("old-tr", user_feedback="negative"))
+    try:
+        ten_days_ago = int(time.time() * 1000) - 10 * 86_400_000
+        await long_store.write_batch([span_record("old-tr", started_ms=ten_days_ago)])
+        result = await short_store.merge_feedback(feedback("old-tr", user_feedback="negative"))
+    finally:
+        await long_store.close()
+        await short_store.close()
     assert result.status in ("applied", "replaced")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import re
 import time
@@ -50,14 +51,19 @@ async def test_json_body_and_status_pass_unchanged_both_ways(
 
 
 async def test_upstream_error_status_and_body_reach_client_unchanged(
-    proxy: RunningProxy, http: aiohttp.ClientSession
+    proxy: RunningProxy, fake_provider: FakeProvider, http: aiohttp.ClientSession
 ) -> None:
     """A 500 from the provider is the client's 500, with the provider's own body."""
     async with http.post(f"{proxy.url}/v1/chat/completions", data=chat("error-500")) as resp:
         assert resp.status == 500
         body = orjson.loads(await resp.read())
-    assert body["error"]["message"]
     assert resp.headers["X-Trace-Id"]
+    async with http.post(
+        f"{fake_provider.base_url}/v1/chat/completions", data=chat("error-500")
+    ) as direct:
+        assert direct.status == 500
+        assert body == orjson.loads(await direct.read())
+    assert body["error"]["type"] == "server_error"  # the fake's; the proxy's errors never say it
 
 
 async def test_default_route_v1_goes_to_default_upstream(
@@ -78,7 +84,7 @@ async def test_unknown_upstream_is_404_listing_configured_names(
         error = orjson.loads(await resp.read())["error"]
     assert error["code"] == "unknown_upstream"
     assert set(error["upstreams"]) == {"openai", "anthropic"}
-    assert error["type"]
+    assert error["type"] == "invalid_request_error"
     assert resp.headers["X-Trace-Id"]
     assert fake_provider.requests == []
 
@@ -449,3 +455,5 @@ async def test_full_connection_pool_fails_after_connect_timeout(
                 assert orjson.loads(await resp.read())["error"]["code"] == "connect_timeout"
     finally:
         hanging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hanging

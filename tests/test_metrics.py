@@ -25,6 +25,7 @@ from proxy.store.embedded import free_port
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import COMPLETION_TOKENS, FakeProvider
 from tests.recording_helpers import wait_for_trace, wait_healthy
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,12 +77,9 @@ async def scrape_until(
     timeout: float = 5.0,
 ) -> Samples:
     """Scrape until ``done`` holds: a call is counted just after its last byte is sent."""
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = await scrape(http, admin_url)
-        if done(samples) or time.monotonic() > deadline:
-            return samples
-        await asyncio.sleep(0.02)
+    return await eventually(
+        lambda: scrape(http, admin_url), until=done, timeout=timeout, what="the awaited metrics"
+    )
 
 
 def chat(model: str = MODEL, stream: bool = False) -> bytes:
@@ -446,7 +444,7 @@ async def test_two_workers_scrape_the_sum_whichever_answers(
         sys.executable, "-m", "proxy", "serve", "--workers", "2", "--redis", redis_server,
         "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin_port),
         "--upstream", fake_provider.base_url,
-        cwd=tmp_path, env=env,
+        cwd=tmp_path, env=env, start_new_session=True,  # its own process group: see finally
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -468,9 +466,11 @@ async def test_two_workers_scrape_the_sum_whichever_answers(
         assert process.returncode == 0, err.decode()[-2000:]
         assert list(temp.iterdir()) == []
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        # The whole group: a worker left alive would hold stderr open, and wait() (which
+        # waits for the pipes too) would hang instead of letting the failure be reported.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), 15)
 
 
 async def _calls_on_fresh_connections(url: str, count: int) -> None:

@@ -38,6 +38,8 @@ def _refs(node: Any) -> Iterator[str]:
 async def test_every_route_is_documented_and_every_documented_route_exists(
     start: StartProxy,
 ) -> None:
+    """/openapi.json lists exactly the admin API's routes: none undocumented, none that
+    answers 404."""
     proxy = await start()
     app = proxy.listeners.admin.app
     routes = set()
@@ -53,6 +55,8 @@ async def test_every_route_is_documented_and_every_documented_route_exists(
 
 
 def test_document_is_valid_enough() -> None:
+    """The document is OpenAPI 3.1 a client generator accepts: bearer auth (none on /healthz),
+    a 200 for every operation, every $ref resolvable, every path placeholder declared."""
     document = openapi_document()
     assert document["openapi"] == "3.1.0"
     assert document["info"]["title"]
@@ -85,6 +89,8 @@ def test_document_is_valid_enough() -> None:
 
 
 def test_document_states_the_handler_limits() -> None:
+    """The documented limits are the handlers' own (limit max 500, the enums, rating 1-5, the
+    export formats), and each caller gets its own copy of the document."""
     params = {
         p["name"]: p["schema"]
         for p in openapi_document()["paths"]["/api/traces"]["get"]["parameters"]
@@ -102,6 +108,7 @@ def test_document_states_the_handler_limits() -> None:
 async def test_openapi_json_is_served_and_needs_the_token(
     start: StartProxy, http: aiohttp.ClientSession
 ) -> None:
+    """GET /openapi.json answers 401 without the admin token and the document with it."""
     proxy = await start(**{"admin.token": "adm-secret"})
     url = f"{proxy.admin_url}/openapi.json"
     async with http.get(url) as resp:

@@ -6,12 +6,12 @@ import re
 
 import aiohttp
 import anthropic
-import openai
 import orjson
 import pytest
 import redis.asyncio as aioredis
 from openai.types.chat import ChatCompletionMessageParam
 
+from tests.clients import oai
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import (
     COMPLETION_TOKENS,
@@ -22,18 +22,11 @@ from tests.fake_provider import (
 )
 from tests.recording_helpers import wait_for_trace
 
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
+
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "say hello to me"}]
 PROMPT_TOKENS = prompt_tokens({"messages": MESSAGES})
 MODEL = "gpt-4o-mini"
-
-
-def oai(proxy: RunningProxy, trace_id: str, **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=proxy.url + "/openai/v1",
-        api_key="sk-secret-openai-key",
-        max_retries=0,
-        default_headers={"X-Trace-Id": trace_id, **headers},
-    )
 
 
 async def test_json_chat_call_is_recorded_with_usage_and_content(

@@ -8,12 +8,8 @@ test cluster is changed on one node for one test, and restored in ``finally``.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,39 +17,11 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from proxy.store.connection import connect, connect_cluster
-from proxy.store.embedded import free_port, redis_server_binary
+from proxy.store.embedded import free_port
 from proxy.store.redis_checks import check_cluster_mode, check_eviction_policy
 from tests.cluster_support import LocalCluster
 from tests.conftest import StartProxy
-
-
-@contextmanager
-def redis_process(data_dir: Path, *args: str) -> Iterator[str]:
-    """A redis-server on a free loopback port with extra ``args``; its URL while it runs."""
-    port = free_port()
-    process = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(data_dir), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_for_port(port, process)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "redis-server exited at start"
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError("redis-server did not listen within 10 s")
+from tests.redis_servers import redis_process
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +118,10 @@ async def test_a_silent_redis_delays_start_up_no_longer_than_the_timeout(
             )
         elapsed = time.monotonic() - started
     finally:
+        for writer in held:
+            writer.close()
         server.close()
+        await server.wait_closed()
     assert policy is None
     assert elapsed < 1.0
     assert "TimeoutError" in logs[0]["error"]
@@ -204,6 +175,8 @@ async def test_one_evicting_primary_of_a_cluster_is_named(redis_cluster: LocalCl
 async def test_a_matching_cluster_setting_logs_nothing(
     cluster_setting: bool, redis_server: str, redis_cluster: LocalCluster
 ) -> None:
+    """redis.cluster matching the server (plain or cluster) passes the start-up check
+    silently."""
     url = redis_cluster.url if cluster_setting else redis_server
     client = connect_cluster(url) if cluster_setting else connect(url)
     try:
@@ -217,6 +190,8 @@ async def test_a_matching_cluster_setting_logs_nothing(
 async def test_a_plain_client_on_a_cluster_node_names_the_setting(
     redis_cluster: LocalCluster,
 ) -> None:
+    """redis.cluster false against a Cluster node: the check fails with one error log naming
+    the setting."""
     client = connect(redis_cluster.url)
     try:
         with capture_logs() as logs:
@@ -229,6 +204,8 @@ async def test_a_plain_client_on_a_cluster_node_names_the_setting(
 
 
 async def test_a_cluster_client_on_a_plain_server_names_the_setting(redis_server: str) -> None:
+    """redis.cluster true against a plain server: the check fails with an error naming the
+    setting."""
     client = connect_cluster(redis_server)
     try:
         with capture_logs() as logs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections import defaultdict
@@ -19,18 +18,14 @@ from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.stats import HOUR_MS, FeedbackStats, StatsQuery
 from tests.conftest import StartProxy
-from tests.test_feedback_store import feedback
-from tests.test_store import span_record
-from tests.test_trace_query import Fixture, feedback_of, plan_traces, spans_of
+from tests.factories import Fixture, feedback, feedback_of, plan_traces, span_record, spans_of
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 DAY_MS = 24 * HOUR_MS
 # Three UTC days back, so the fixture spans day and hour buckets without touching "now".
 BASE_MS = (int(time.time() * 1000) // DAY_MS - 3) * DAY_MS
-
-
-@pytest.fixture
-def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(redis_client, keys, retention_days=30)
 
 
 @pytest.fixture
@@ -137,6 +132,8 @@ async def test_feedback_before_spans_counts_under_the_model_that_comes_later(
 async def test_a_removed_rating_leaves_the_counters(
     store: RedisStore, stats: FeedbackStats
 ) -> None:
+    """A rating removed by later feedback no longer counts: the day shows the trace with no
+    rating and no average."""
     await store.write_batch([span_record("tr-r", started_ms=BASE_MS)])
     await store.write_batch([feedback("tr-r", user_feedback_rating=2)])
     removal = feedback("tr-r", user_feedback_comment="changed my mind")
@@ -159,12 +156,15 @@ async def test_a_removed_rating_leaves_the_counters(
     ],
 )
 def test_bad_parameters_name_themselves(params: dict[str, list[str]], param: str) -> None:
+    """A bad stats query parameter is refused with a message naming that parameter."""
     with pytest.raises(InvalidParameter) as error:
         parse_stats_query(params, now_ms=int(time.time() * 1000))
     assert error.value.message.startswith(f"{param}: ")
 
 
 def test_defaults_and_bare_dates() -> None:
+    """No parameters: daily buckets over the last 30 days; hourly: the last 24 hours; a bare
+    date covers that whole UTC day."""
     now = 1_795_000_000_000
     assert parse_stats_query({}, now) == StatsQuery("day", now - 30 * DAY_MS + 1, now, None)
     hourly = parse_stats_query({"bucket": ["hour"], "group_by": ["model"]}, now)
@@ -195,20 +195,25 @@ async def test_stats_through_the_proxy_follow_votes_sent_as_headers(
         ) as resp:
             assert resp.status == 200, await resp.text()
             assert resp.headers.get("X-Feedback-Status", "applied") == "applied"
-    want = [3, 1, 1, 1, 2.0]
-    for _ in range(200):  # spans are written behind the responses: wait for all of them
+
+    async def by_model() -> Any:
         async with http.get(
             f"{proxy.admin_url}/api/stats/feedback", params={"group_by": "model"}
         ) as resp:
             assert resp.status == 200
-            body = await resp.json()
-        rows = [r for r in body["buckets"] if r["model"] == "gpt-4o-mini"]
-        got = [sum(r[k] for r in rows) for k in ("traces", "positive", "negative", "rating_count")]
-        if got == want[:4]:
-            break
-        await asyncio.sleep(0.02)
-    assert got == want[:4]
-    assert [r["rating_average"] for r in rows if r["rating_count"]] == [2.0]
+            return await resp.json()
+
+    def model_rows(body: Any) -> list[Any]:
+        return [r for r in body["buckets"] if r["model"] == "gpt-4o-mini"]
+
+    def totals(body: Any) -> list[int]:
+        keys = ("traces", "positive", "negative", "rating_count")
+        return [sum(r[k] for r in model_rows(body)) for k in keys]
+
+    # spans are written behind the responses: wait for all of them
+    body = await eventually(by_model, until=lambda body: totals(body) == [3, 1, 1, 1])
+    assert totals(body) == [3, 1, 1, 1]
+    assert [r["rating_average"] for r in model_rows(body) if r["rating_count"]] == [2.0]
     assert body["group_by"] == "model"
     assert body["bucket"] == "day"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -11,32 +10,11 @@ from redis.crc import key_slot
 
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
+from tests.factories import span_record
+
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 DAY_MS = 86_400_000
-
-
-@pytest.fixture
-def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(redis_client, keys, retention_days=30)
-
-
-def span_record(
-    trace_id: str = "tr-1",
-    span_id: str = "a" * 16,
-    started_ms: int | None = None,
-    **trace: Any,
-) -> dict[str, Any]:
-    started_ms = started_ms or int(time.time() * 1000)
-    from proxy.core.records import iso_from_ms
-
-    return {
-        "id": f"span:{trace_id}:{span_id}",
-        "kind": "span",
-        "started_ms": started_ms,
-        "trace": {"trace_id": trace_id, "attributes": {}, "tags": [], **trace},
-        "span": {"span_id": span_id, "started_at": iso_from_ms(started_ms),
-                 "model": "gpt-4o-mini", "upstream": "openai", "attributes": {}, "tags": []},
-    }  # fmt: skip
 
 
 def test_a_traces_keys_share_one_cluster_slot(keys: Keys) -> None:

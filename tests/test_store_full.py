@@ -10,9 +10,8 @@ from proxy.store.connection import connect
 from proxy.store.errors import StoreUnavailable
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
-from tests.test_feedback_store import feedback
-from tests.test_redis_checks import redis_process
-from tests.test_store import span_record
+from tests.factories import feedback, span_record
+from tests.redis_servers import redis_process
 
 
 async def test_a_full_redis_raises_store_unavailable_so_the_writer_spools(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -28,101 +27,24 @@ from proxy.store.query_plan import (
 from proxy.store.redis_store import RedisStore
 from proxy.store.trace_query import TraceQuery
 from tests.conftest import StartProxy
-from tests.test_feedback_store import feedback
-from tests.test_store import span_record
+from tests.factories import (
+    Fixture,
+    Planned,
+    feedback,
+    feedback_of,
+    plan_traces,
+    span_record,
+    spans_of,
+)
+
+pytestmark = pytest.mark.redis_backends  # each test runs on a single Redis and on a Cluster
 
 N_TRACES = 300
-MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku")
-UPSTREAMS = ("openai", "anthropic")
-SPAN_TAGS = ("alpha", "beta", "gamma")
-RATINGS = (1, 2, 2.5, 3, 4, 5)
-
-
-@dataclass
-class Planned:
-    """What the fixture wrote for one trace, to compute expected answers independently."""
-
-    trace_id: str
-    created_ms: int
-    session_id: str
-    user_id: str
-    models: set[str] = field(default_factory=set)
-    upstreams: set[str] = field(default_factory=set)
-    tags: set[str] = field(default_factory=set)
-    attributes: dict[str, Any] = field(default_factory=dict)
-    annotation: str | None = None
-    has_feedback: bool = False
-
-
-Fixture = list[Planned]
-
-
-@pytest.fixture
-def store(redis_client: aioredis.Redis, keys: Keys) -> RedisStore:
-    return RedisStore(redis_client, keys, retention_days=30)
 
 
 @pytest.fixture
 def query(redis_client: aioredis.Redis, keys: Keys) -> TraceQuery:
     return TraceQuery(redis_client, keys)
-
-
-def spans_of(rng: random.Random, plan: Planned) -> list[dict[str, Any]]:
-    """One or two spans starting in the same millisecond (so every index score is creation)."""
-    records = []
-    for n in range(rng.choice((1, 1, 2))):
-        model, upstream = rng.choice(MODELS), rng.choice(UPSTREAMS)
-        record = span_record(plan.trace_id, f"{n:016x}", plan.created_ms,
-                             session_id=plan.session_id, user_id=plan.user_id,
-                             tags=sorted(plan.tags))  # fmt: skip
-        record["span"].update(model=model, upstream=upstream)
-        plan.models.add(model)
-        plan.upstreams.add(upstream)
-        records.append(record)
-    return records
-
-
-def feedback_of(rng: random.Random, plan: Planned) -> list[dict[str, Any]]:
-    """Random trace feedback (some changed votes, span-targeted notes, extra tags)."""
-    attrs: dict[str, Any] = {}
-    vote = rng.choice((None, None, "negative", "positive"))
-    if vote:
-        attrs["user_feedback"] = vote
-    if rng.random() < 0.5:
-        attrs["user_feedback_rating"] = rng.choice(RATINGS)
-    if vote == "negative" and rng.random() < 0.6:
-        attrs["user_feedback_category"] = rng.choice(("incorrect", "unhelpful"))
-    if rng.random() < 0.3:
-        attrs["feedback_reason"] = rng.choice(("hallucination", "too_long"))
-    extra = ("flagged",) if rng.random() < 0.1 else ()
-    records = []
-    changed = vote == "positive" and rng.random() < 0.4
-    if changed:  # first a thumbs-down, then the same feedback_id changed to thumbs-up
-        records.append(feedback(plan.trace_id, "vote", user_feedback="negative"))
-    if attrs or extra:
-        records.append(feedback(plan.trace_id, "vote", tags=extra, **attrs))
-    if rng.random() < 0.1:
-        records.append(feedback(plan.trace_id, span_id="0" * 16, user_feedback_comment="hm"))
-    plan.attributes = attrs
-    plan.tags |= set(extra) | ({"thumbs-down"} if vote == "negative" else set())
-    plan.tags |= {"thumbs-up"} if vote == "positive" else set()
-    plan.has_feedback = bool(records)
-    plan.annotation = "empty" if vote == "negative" or changed else None
-    return records
-
-
-def plan_traces(rng: random.Random, n: int, base_ms: int) -> Fixture:
-    """n traces, three per millisecond (ties), spread over sessions and users."""
-    return [
-        Planned(
-            trace_id=f"t-{rng.getrandbits(40):010x}",
-            created_ms=base_ms + (i // 3) * 1000,
-            session_id=f"s{rng.randrange(8)}",
-            user_id=f"u{rng.randrange(5)}",
-            tags={t for t in SPAN_TAGS if rng.random() < 0.3},
-        )
-        for i in range(n)
-    ]
 
 
 @pytest.fixture

@@ -31,8 +31,10 @@ from redis.exceptions import RedisError
 from proxy.writer import spool as spool_module
 from proxy.writer.spool import Spool
 from proxy.writer.writer import StoreUnavailable, Writer
+from tests import crashing_replay
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CRASHING_REPLAY = Path(crashing_replay.__file__)  # the child program of the crash test
 FAST = {"flush_interval": 0.01, "write_timeout": 0.2, "retry_interval": 0.05}
 
 
@@ -280,10 +282,10 @@ async def test_crash_in_the_middle_of_a_replay_resumes_from_the_checkpoint(
     orphan.close()
     store = make_store()
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CRASHING_REPLAY, redis_server, store.key, str(spool_dir),
+        sys.executable, str(CRASHING_REPLAY), redis_server, store.key, str(spool_dir),
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )  # fmt: skip
-    assert await asyncio.wait_for(child.wait(), 20) == 9
+    assert await asyncio.wait_for(child.wait(), 20) == crashing_replay.EXIT_STATUS
     assert set(await store.stored()) == set(record_ids(6))  # 4 checkpointed + 2 of the next
     assert len(list(spool_dir.glob("*.offset"))) == 1
     writer = make_writer(store, batch_size=4)
@@ -294,37 +296,6 @@ async def test_crash_in_the_middle_of_a_replay_resumes_from_the_checkpoint(
     assert sorted(stored) == sorted(record_ids(10))
     assert stored["r5"] == {"id": "r5", "n": 5}
     assert list(spool_dir.iterdir()) == []
-
-
-CRASHING_REPLAY = """
-import asyncio, os, sys
-from pathlib import Path
-import orjson
-import redis.asyncio as aioredis
-from proxy.writer.writer import Writer
-
-url, key, spool_dir = sys.argv[1:4]
-
-class CrashingStore:
-    # Writes the first batch, then the process dies after two records of the second.
-    def __init__(self):
-        self.client = aioredis.Redis.from_url(url)
-        self.calls = 0
-
-    async def write_batch(self, records):
-        self.calls += 1
-        for index, record in enumerate(records):
-            if self.calls == 2 and index == 2:
-                os._exit(9)
-            await self.client.hset(key, record["id"], orjson.dumps(record))
-
-async def main():
-    writer = Writer(CrashingStore(), Path(spool_dir), batch_size=4)
-    await writer.start()
-    await writer.wait_idle(10)
-
-asyncio.run(main())
-"""
 
 
 async def test_file_locked_by_a_live_writer_is_not_claimed(
@@ -372,19 +343,24 @@ async def test_full_disk_counts_dropped_records_and_never_raises(
     """Redis down and every spool write failing with ENOSPC (/dev/full): records are dropped,
     counted, and neither submit() nor the flush task raises."""
     dev_full = os.open("/dev/full", os.O_WRONLY)
-    monkeypatch.setattr(spool_module, "_write_all", lambda fd, data: os.write(dev_full, data))
-    store = make_store()
-    store.point_at(refused_url)
-    writer = make_writer(store, max_queue=5)
-    for record in records(20):  # queue full: spills fail right inside submit()
-        writer.submit(record)
-    await writer.start()
-    await writer.wait_until(lambda: writer.dropped == 20, 5)
-    assert writer.spooled == 0
-    for record in records(3, start=20):  # the flush task survived and keeps counting
-        writer.submit(record)
-    await writer.wait_until(lambda: writer.dropped == 23, 5)
-    os.close(dev_full)
+    try:
+        monkeypatch.setattr(spool_module, "_write_all", lambda fd, data: os.write(dev_full, data))
+        store = make_store()
+        store.point_at(refused_url)
+        writer = make_writer(store, max_queue=5)
+        for record in records(20):  # queue full: spills fail right inside submit()
+            writer.submit(record)
+        await writer.start()
+        await writer.wait_until(lambda: writer.dropped == 20, 5)
+        assert writer.dropped == 20
+        assert writer.spooled == 0
+        for record in records(3, start=20):  # the flush task survived and keeps counting
+            writer.submit(record)
+        await writer.wait_until(lambda: writer.dropped == 23, 5)
+        assert writer.dropped == 23
+        assert writer.spooled == 0
+    finally:
+        os.close(dev_full)
 
 
 async def test_unusable_spool_directory_counts_dropped_records(
@@ -399,6 +375,8 @@ async def test_unusable_spool_directory_counts_dropped_records(
     for record in records(20):
         writer.submit(record)
     await writer.wait_until(lambda: writer.dropped == 20, 5)
+    assert writer.dropped == 20
+    assert writer.spooled == 0
 
 
 async def test_close_drains_queue_and_spool_within_the_deadline(

@@ -86,4 +86,5 @@ async def test_feedback_before_its_span_reached_redis_counts_under_the_calls_mod
     assert await service.apply(feedback_record("early-vote", feedback, "route")) == "applied"
     assert service.counts.counts[("value", "positive", MODEL)] == 1
     assert service.counts.counts[("value", "positive", "")] == 0
+    await store.close()
     await client.aclose()

@@ -36,6 +36,7 @@ async def test_apply_reports_applied_or_queued(
     assert status == ("queued" if down else "applied")
     assert (writer.queue_depth + writer.spooled > 0) is down
     await writer.close(deadline=0.5)
+    await store.close()
     await client.aclose()
 
 
@@ -55,6 +56,7 @@ async def test_changed_vote_moves_its_count(
     assert counts[("value", "positive", "")] == 2
     assert counts[("rating", "1", "")] == 0
     assert counts[("rating", "5", "")] == 2
+    await store.close()
     await client.aclose()
 
 
@@ -74,5 +76,6 @@ async def test_feedback_waits_behind_the_spool_while_degraded(
     assert status == "queued"
     assert await store.get_trace("svc-3") is None  # not merged ahead of the older vote
     await writer.close(deadline=0.5)
+    await store.close()
     await client.aclose()
     await dead.aclose()

@@ -16,10 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from proxy.config import RedisSettings
 from proxy.store.connection import connect_to
 from proxy.store.embedded import free_port
-from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from tests.conftest import StartProxy
-from tests.test_datasets import make_trace
+from tests.factories import make_trace
 
 FEEDBACK_CALLS = 400
 DATASET_ADDS = 8
@@ -58,12 +57,10 @@ async def test_400_concurrent_feedback_posts_are_all_applied(
 async def test_concurrent_dataset_row_adds_all_answer_200(
     start: StartProxy,
     wide_http: aiohttp.ClientSession,
-    redis_client: aioredis.Redis,
-    key_prefix: str,
+    store: RedisStore,
 ) -> None:
     """Each add reads its traces many at a time; several adds at once still all succeed."""
     proxy = await start()
-    store = RedisStore(redis_client, Keys(key_prefix), retention_days=30)
     ids = [f"ds-{n}" for n in range(TRACES_PER_ADD)]
     await asyncio.gather(*(make_trace(store, trace_id) for trace_id in ids))
 

@@ -32,4 +32,5 @@ async def test_a_full_redis_raises_store_unavailable_so_the_writer_spools(tmp_pa
             await store.write_batch([span_record()])  # room again: the same batch goes in
             assert await store.get_trace("tr-1") is not None
         finally:
+            await store.close()
             await client.aclose()

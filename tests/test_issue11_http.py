@@ -113,7 +113,9 @@ async def test_unknown_expect_is_417_without_echoing_the_value(
 async def test_expect_100_continue_still_gets_100_then_the_answer(
     proxy: RunningProxy, fake_provider: FakeProvider
 ) -> None:
-    """The one defined expectation keeps working: 100 Continue first, then the upstream's 200."""
+    """The one defined expectation keeps working: 100 Continue first, then the upstream's 200.
+    The proxy answered the expectation itself, so the upstream is not asked to (a provider
+    that never sends 100 would otherwise stall the upload)."""
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
     reader, writer = await asyncio.open_connection(*host_port(proxy.url))
     writer.write(
@@ -127,6 +129,7 @@ async def test_expect_100_continue_still_gets_100_then_the_answer(
     writer.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert fake_provider.requests[-1].body == body
+    assert "Expect" not in fake_provider.requests[-1].headers
 
 
 # ----------------------------------------------------------------------------- paths

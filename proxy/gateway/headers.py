@@ -32,10 +32,15 @@ HOP_BY_HOP = frozenset(
 # Headers the proxy sets itself on the way up: the upstream's Host and body length come from
 # the request the proxy makes, and traceparent is replaced by one naming the proxy's span.
 REPLACED_UPSTREAM = frozenset({"host", "content-length", "traceparent"})
+# Answered here: the proxy's server already sent the client its 100 Continue; passed on, it
+# would make the proxy's client wait for the upstream's own 100 before sending the body.
+ANSWERED_HERE = frozenset({"expect"})
 
 FEEDBACK_PREFIX = "x-feedback"
 
-_NEVER_UPSTREAM = HOP_BY_HOP | REPLACED_UPSTREAM | CONSUMED_HEADERS | {PROXY_KEY_HEADER}
+_NEVER_UPSTREAM = (
+    HOP_BY_HOP | REPLACED_UPSTREAM | ANSWERED_HERE | CONSUMED_HEADERS | {PROXY_KEY_HEADER}
+)
 # Every header of the gateways whose dialects we accept stays here, read or not: some carry
 # those gateways' own keys (Helicone-Auth), which must never reach a provider.
 DIALECT_PREFIXES = ("adaline-", "x-portkey-", "helicone-")

@@ -129,6 +129,23 @@ class Recorder:
     ) -> SpanRecord:
         """The span record for the writer (plain data; serialised in the writer's batch)."""
         context = self.context
+        return {
+            "id": f"span:{context.trace_id}:{context.span_id}",
+            "kind": "span",
+            "started_ms": int(self.started_wall * 1000),
+            "trace": {
+                "trace_id": context.trace_id,
+                "name": context.name,
+                "session_id": context.session_id,
+                "user_id": context.user_id,
+                "attributes": attributes,
+                "tags": list(context.tags),
+            },
+            "span": self._span(status, error),
+        }
+
+    def _span(self, status: int | None, error: str | None) -> Span:
+        context = self.context
         now = time.perf_counter()
         request = self._parse_request()
         response = self._finish_response()
@@ -162,20 +179,7 @@ class Recorder:
             span["output_truncated"] = content["output_truncated"]
         if context.client_span_id:
             span["client_span_id"] = context.client_span_id
-        return {
-            "id": f"span:{context.trace_id}:{context.span_id}",
-            "kind": "span",
-            "started_ms": int(self.started_wall * 1000),
-            "trace": {
-                "trace_id": context.trace_id,
-                "name": context.name,
-                "session_id": context.session_id,
-                "user_id": context.user_id,
-                "attributes": attributes,
-                "tags": list(context.tags),
-            },
-            "span": span,
-        }
+        return span
 
     @property
     def response_bytes(self) -> int:

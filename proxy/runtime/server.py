@@ -31,6 +31,7 @@ from proxy.runtime.services import (
     publish_final_metrics,
     publishing_metrics,
 )
+from proxy.store.embedded import die_with_parent
 
 log = structlog.get_logger("proxy.server")
 REAP_INTERVAL_S = 0.2  # how often the parent looks for exited workers
@@ -67,10 +68,11 @@ def _fork_workers(settings: Settings, metrics_dir: Path) -> int:
     # Installed before forking, so a signal arriving meanwhile is not lost to the parent.
     signal.signal(signal.SIGTERM, relay)
     signal.signal(signal.SIGINT, relay)
+    parent = os.getpid()
     for _ in range(settings.proxy.workers):
         pid = os.fork()
         if pid == 0:
-            os._exit(_worker_main(settings, metrics_dir))
+            os._exit(_worker_main(settings, parent, metrics_dir))
         children.append(pid)
     return max(_reap(children, metrics_dir), default=0)
 
@@ -90,10 +92,16 @@ def _reap(children: list[int], metrics_dir: Path) -> list[int]:
     return codes
 
 
-def _worker_main(settings: Settings, metrics_dir: Path | None = None) -> int:
-    """A forked worker: its own event loop; a failure is logged, never silent."""
+def _worker_main(settings: Settings, parent: int, metrics_dir: Path | None = None) -> int:
+    """A forked worker: its own event loop; a failure is logged, never silent.
+
+    It drains and exits when its parent dies, even by SIGKILL (no one else would ever stop
+    it: it would go on serving the port on its own)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above
+        return 0
     try:
         _run_worker(settings, reuse_port=True, metrics_dir=metrics_dir)
     except BaseException:

@@ -20,6 +20,8 @@ out, that "no node answers" is a ``ConnectionError`` like a dead single server, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -29,15 +31,15 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import (
-    BlockingConnectionPool,
     Connection,
+    ConnectionPool,
     SSLConnection,
     UnixDomainSocketConnection,
 )
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import MaxConnectionsError, RedisClusterException
 
 if TYPE_CHECKING:
     from proxy.config import RedisSettings
@@ -79,6 +81,67 @@ _FAST: dict[type, type] = {
 }
 
 
+class WaitingConnectionPool(ConnectionPool):
+    """A bounded pool whose callers wait for a free connection, and pay for waiting only when
+    they have to.
+
+    redis-py's ``BlockingConnectionPool`` takes an ``asyncio.Condition`` and starts a timeout on
+    every command, which cost a feedback merge about 15 % more CPU in ``bench/``. Here a
+    command first takes a connection the plain way; only when the pool is full does it wait,
+    up to ``timeout``, for a release. Releases are counted, so one that happens between the
+    failed attempt and the wait is never missed.
+    """
+
+    def __init__(self, *args: Any, timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wait_timeout = timeout
+        self._releases = 0
+        self._waiters = 0
+        self._released: asyncio.Condition | None = None  # made on first use, in the loop
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._take(*args, **kwargs)
+        except MaxConnectionsError:
+            return await self._wait_for_connection(*args, **kwargs)
+
+    async def _take(self, *args: Any, **kwargs: Any) -> Any:
+        plain: Any = super()  # redis-py's own get_connection is untyped
+        return await plain.get_connection(*args, **kwargs)
+
+    async def _wait_for_connection(self, *args: Any, **kwargs: Any) -> Any:
+        released = self._condition()
+        self._waiters += 1
+        try:
+            async with asyncio.timeout(self._wait_timeout):
+                while True:
+                    seen = self._releases
+                    with contextlib.suppress(MaxConnectionsError):
+                        return await self._take(*args, **kwargs)
+                    async with released:
+                        await released.wait_for(functools.partial(self._released_since, seen))
+        except TimeoutError:
+            raise NoConnectionAvailable("No connection available.") from None
+        finally:
+            self._waiters -= 1
+
+    async def release(self, connection: Any) -> None:
+        await super().release(connection)
+        self._releases += 1
+        if self._waiters:
+            released = self._condition()
+            async with released:
+                released.notify()
+
+    def _released_since(self, seen: int) -> bool:
+        return self._releases != seen
+
+    def _condition(self) -> asyncio.Condition:
+        if self._released is None:
+            self._released = asyncio.Condition()
+        return self._released
+
+
 def connect(
     url: str, timeout: float = 2.0, max_connections: int = DEFAULT_MAX_CONNECTIONS
 ) -> aioredis.Redis:
@@ -87,7 +150,7 @@ def connect(
     Its pool holds ``max_connections`` at most; a caller past it waits up to ``timeout`` for
     one to come back. A dead server still fails at once: each failed connect frees its slot.
     """
-    pool = BlockingConnectionPool.from_url(
+    pool = WaitingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=timeout,

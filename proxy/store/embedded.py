@@ -162,13 +162,17 @@ def _answers_ping(url: str) -> bool:
     try:
         if url.startswith("unix://"):
             conn = socket.socket(socket.AF_UNIX)
-            conn.settimeout(0.5)
-            conn.connect(url[len("unix://") :])
-        else:
-            host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
-            conn = socket.create_connection((host, int(port)), timeout=0.5)
-        with conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            with conn:  # closed even when the socket file is not there yet
+                conn.settimeout(0.5)
+                conn.connect(url[len("unix://") :])
+                return _pong(conn)
+        host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=0.5) as conn:
+            return _pong(conn)
     except OSError:
         return False
+
+
+def _pong(conn: socket.socket) -> bool:
+    conn.sendall(b"PING\r\n")
+    return conn.recv(16).startswith(b"+PONG")

@@ -138,8 +138,10 @@ class Listeners:
         session, then the writer's drain into Redis or the spool, then Redis."""
         self.services.lifecycle.draining = True
         try:
-            await self.proxy.cleanup()
-            await self.admin.cleanup()
+            try:
+                await self.proxy.cleanup()
+            finally:  # the admin listener stops even when the proxy's drain failed
+                await self.admin.cleanup()
         finally:
             await self._resources.aclose()
             publish_final_metrics(self.services)

@@ -126,6 +126,15 @@ async def store(redis_client: aioredis.Redis, keys: Keys) -> AsyncIterator[Redis
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own, which the test may stop and start again on the same port."""
+    server = EmbeddedRedis(tmp_path / "own-redis", port=free_port(), persist=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def fake_provider() -> AsyncIterator[FakeProvider]:
     """The fake LLM provider on a free loopback port."""
     provider = FakeProvider()

@@ -7,13 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
 from proxy.store.connection import connect
 from proxy.store.embedded import EmbeddedRedis, free_port
@@ -23,15 +21,6 @@ from tests.recording_helpers import wait_for_trace, wait_healthy
 from tests.waiting import eventually
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis of this test's own, which the test may stop and start again on the same port."""
-    server = EmbeddedRedis(tmp_path / "own-redis", port=free_port(), persist=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def call(http: aiohttp.ClientSession, url: str, trace_id: str, stream: bool = False) -> int:

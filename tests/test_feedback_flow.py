@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,7 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from proxy.feedback.token import issue
-from proxy.store.embedded import EmbeddedRedis, free_port
+from proxy.store.embedded import EmbeddedRedis
 from tests.clients import oai
 from tests.conftest import RunningProxy, StartProxy
 from tests.fake_provider import FakeProvider, reply_text
@@ -514,15 +512,6 @@ async def test_history_cap_on_a_model_call_still_answers_and_says_rejected(
 
 
 # ----------------------------------------------------------------------------- Redis down
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis of this test's own, which the test may stop and start again on the same port."""
-    server = EmbeddedRedis(tmp_path / "own-redis", port=free_port(), persist=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_feedback_while_redis_is_down_is_queued_and_applied_once_later(

@@ -4,19 +4,17 @@ when the call's span had not reached Redis yet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import orjson
-import pytest
 
 from proxy.feedback.events import feedback_record
 from proxy.feedback.model_lookup import RecentModels, TraceModels
 from proxy.feedback.parse import Feedback
 from proxy.feedback.service import FeedbackService
 from proxy.store.connection import connect
-from proxy.store.embedded import EmbeddedRedis, free_port
+from proxy.store.embedded import EmbeddedRedis
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.writer import Writer
@@ -26,15 +24,6 @@ from tests.test_metrics import get, scrape, scrape_until
 
 MODEL = "gpt-4o-mini"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis of this test's own, which the test stops and starts again on the same port."""
-    server = EmbeddedRedis(tmp_path / "own-redis", port=free_port(), persist=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 def votes(samples: dict, value: str, model: str) -> float:  # type: ignore[type-arg]

@@ -76,8 +76,8 @@ async def run(pipe: RespPipe, *commands: tuple[Any, ...]) -> list[Any]:
 
 
 async def dump(client: aioredis.Redis, prefix: str) -> dict[str, str]:
-    """Every key under ``prefix`` with its type, content and TTL (s), the prefix blanked out
-    (stream entry ids, which are times, left out)."""
+    """Every key under ``prefix`` with its type, content and the second it expires at, the
+    prefix blanked out (stream entry ids, which are times, left out)."""
     out: dict[str, str] = {}
     async for raw in client.scan_iter(match=f"{prefix}:*", count=1000):
         key = raw.decode()
@@ -93,7 +93,10 @@ async def dump(client: aioredis.Redis, prefix: str) -> dict[str, str]:
         else:
             value = await client.get(key)
         ttl = await client.pttl(key)
-        text = repr((kind, value, round(ttl / 1000) if ttl > 0 else ttl))
+        # The moment it expires, not the time left: two dumps read a moment apart would round
+        # the time left to different seconds (the script sets whole-second EXPIREATs).
+        expires = round((time.time() * 1000 + ttl) / 1000) if ttl > 0 else ttl
+        text = repr((kind, value, expires))
         out[key[len(prefix) :]] = text.replace(prefix, "<prefix>")
     return out
 

@@ -217,7 +217,7 @@ def test_every_component_is_a_valid_json_schema() -> None:
 
 
 def test_trace_summary_is_the_trace_without_feedback_and_spans() -> None:
-    """TraceSummary is declared in the admin layer; it must follow records.Trace."""
+    """The documented summary is the documented trace without its feedback and spans."""
     generated = DOCUMENT["components"]["schemas"]
     trace, summary = generated["Trace"], generated["TraceSummary"]
     expected = {k: v for k, v in trace["properties"].items() if k not in ("feedback", "spans")}

@@ -124,8 +124,8 @@ Record = SpanRecord | FeedbackRecord
 # -- What the store reads back.
 
 
-class Trace(TypedDict):
-    """A trace with all its spans and its feedback history (docs/reference.md §5)."""
+class TraceSummary(TypedDict):
+    """A trace in a list: ``GET /api/traces/{trace_id}`` adds its feedback history and spans."""
 
     trace_id: str | None
     name: str | None
@@ -136,9 +136,14 @@ class Trace(TypedDict):
     attributes: dict[str, Any]
     tags: list[str]
     annotation_status: str | None
-    feedback: list[FeedbackEvent]
     models: list[str]
     span_count: int
+
+
+class Trace(TraceSummary):
+    """A trace with all its spans and its feedback history (docs/reference.md §5)."""
+
+    feedback: list[FeedbackEvent]
     spans: list[Span]
 
 

@@ -61,7 +61,6 @@ class Services:
 
     settings: Settings
     router: Router
-    redis: aioredis.Redis
     store: RedisStore
     traces: TraceQuery
     datasets: DatasetStore
@@ -158,7 +157,6 @@ async def open_services(
         yield Services(
             settings=settings,
             router=Router(settings.upstreams, settings.proxy.default_upstream),
-            redis=redis,
             store=store,
             traces=TraceQuery(redis, keys),
             datasets=DatasetStore(redis, keys, store),

@@ -22,7 +22,15 @@ from pydantic_core import CoreSchema
 from proxy.admin import params
 from proxy.admin.api import datasets, patch
 from proxy.core.ids import ID_PATTERN
-from proxy.core.records import DatasetRow, FeedbackEvent, Output, Span, Trace, Usage
+from proxy.core.records import (
+    DatasetRow,
+    FeedbackEvent,
+    Output,
+    Span,
+    Trace,
+    TraceSummary,
+    Usage,
+)
 from proxy.core.tags import MAX_TAG_CHARS, MAX_TAGS
 from proxy.datasets.columns import COLUMN_NAME, MAX_COLUMNS
 from proxy.store.stats import BUCKET_MS, GROUP_DIMENSIONS
@@ -92,22 +100,6 @@ class Error(TypedDict):
 
 class Status(TypedDict):
     status: str
-
-
-class TraceSummary(TypedDict):  # the fields of records.Trace but two (a test holds them equal)
-    """A trace in a list: ``GET /api/traces/{trace_id}`` adds its feedback history and spans."""
-
-    trace_id: str | None
-    name: str | None
-    session_id: str | None
-    user_id: str | None
-    created_at: str
-    updated_at: str
-    attributes: dict[str, Any]
-    tags: list[str]
-    annotation_status: str | None
-    models: list[str]
-    span_count: int
 
 
 class TraceList(TypedDict):

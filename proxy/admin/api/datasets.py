@@ -14,9 +14,9 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from proxy.admin.api.body import json_body
 from proxy.admin.params import InvalidParameter, parse_cursor, parse_limit, parse_trace_list
 from proxy.admin.responses import json_response
 from proxy.admin.services import ADMIN
@@ -59,13 +59,7 @@ def _row_id(request: web.Request) -> str:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"body: over {MAX_BODY_BYTES} bytes", code="invalid_body")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body: must be JSON", code="invalid_body") from None
+    body = await json_body(request, MAX_BODY_BYTES)
     if not isinstance(body, dict):
         raise BadRequest("body: must be a JSON object", code="invalid_body")
     return body

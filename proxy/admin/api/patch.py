@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from proxy.admin.api.body import json_body
 from proxy.admin.responses import json_response
 from proxy.admin.services import ADMIN
 from proxy.core.errors import BadRequest, NotFound
@@ -138,17 +138,7 @@ async def _read(
         raise BadRequest(f"trace_id: {ID_RULE}")
     if span_id is not None:
         validate_id(span_id, "span_id")
-    body = await _json_body(request)
+    body = await json_body(request, MAX_BODY_BYTES)
     patch = parse_patch(body, rules)
     feedback_id = body.get("feedback_id")
     return patch, None if feedback_id is None else validate_id(feedback_id, "feedback_id")
-
-
-async def _json_body(request: web.Request) -> Any:
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"body: over {MAX_BODY_BYTES} bytes", code="invalid_body")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body: must be JSON", code="invalid_body") from None

@@ -189,7 +189,7 @@ async def test_keyboard_only_vote_reason_and_comment(
         status = page.get_by_role("status")
         await status.filter(has_text="Recorded: not helpful.").wait_for()
         await keyboard.press("Tab")  # Reason
-        await keyboard.press("ArrowDown")  # (none) -> Hallucination
+        await keyboard.press("ArrowDown")  # (no reason) -> Hallucination
         await keyboard.press("Tab")  # Comment
         await keyboard.type("Made up a policy")
         await keyboard.press("Tab")  # Send

@@ -19,7 +19,10 @@ button{font:inherit;cursor:pointer;border:1px solid var(--fw-border,#888);border
 background:var(--fw-background,transparent);color:inherit;padding:.2em .6em}
 button[aria-pressed=true]{background:var(--fw-accent,#2563eb);border-color:var(--fw-accent,#2563eb);color:var(--fw-accent-text,#fff)}
 button:focus-visible,textarea:focus-visible,select:focus-visible{outline:2px solid var(--fw-focus,#2563eb);outline-offset:2px}
-.details{display:flex;flex-direction:column;gap:.3em;margin-top:.4em}
+.details{display:flex;flex-direction:column;gap:.4em;margin-top:.4em}
+.details label{display:flex;flex-direction:column;gap:.15em;font-size:.9em}
+select,textarea{font:inherit;min-width:16em}
+.details button{align-self:flex-start}
 .details[hidden]{display:none}
 [data-state=failed]{color:var(--fw-error,#b91c1c)}
 .status{font-size:.9em}`;
@@ -52,7 +55,7 @@ button:focus-visible,textarea:focus-visible,select:focus-visible{outline:2px sol
       root.innerHTML = `<style>${CSS}</style><div class="row" part="row">
 <button type="button" part="button helpful" data-vote="positive" aria-pressed="false"><span aria-hidden="true">\u{1F44D}</span> ${TEXT.positive}</button>
 <button type="button" part="button not-helpful" data-vote="negative" aria-pressed="false"><span aria-hidden="true">\u{1F44E}</span> ${TEXT.negative}</button></div>
-<form class="details" part="details" hidden><label>Reason <select part="reason" name="reason"><option value="">(none)</option></select></label>
+<form class="details" part="details" hidden><label>Reason <select part="reason" name="reason"><option value="">(no reason)</option></select></label>
 <label>Comment (optional)<textarea part="comment" name="comment" rows="2" maxlength="2000"></textarea></label>
 <button type="submit" part="button send">Send</button></form>
 <div class="status" part="status" role="status" aria-live="polite"></div>`;

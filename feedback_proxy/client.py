@@ -8,7 +8,6 @@ client runs the same requests in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -147,6 +146,16 @@ class FeedbackClient(_Requests):
         return dict(post_json(url, body, headers, self.timeout))
 
 
+async def _in_thread(
+    url: str, body: dict[str, Any], headers: dict[str, str], limit_s: float
+) -> Any:
+    """``post_json`` in a worker thread. asyncio is imported here: it is a third of this
+    package's import time, and an app that only uses the blocking client never needs it."""
+    import asyncio
+
+    return await asyncio.to_thread(post_json, url, body, headers, limit_s)
+
+
 class AsyncFeedbackClient(_Requests):
     """The same as :class:`FeedbackClient`, awaitable (each request in a worker thread)."""
 
@@ -165,7 +174,7 @@ class AsyncFeedbackClient(_Requests):
         url, body, headers = self.feedback_request(
             answer, _feedback(feedback, vote, fields), feedback_id, span, tags
         )
-        return dict(await asyncio.to_thread(post_json, url, body, headers, self.timeout))
+        return dict(await _in_thread(url, body, headers, self.timeout))
 
     async def score(
         self,
@@ -183,4 +192,4 @@ class AsyncFeedbackClient(_Requests):
             trace_id, name, value=value, label=label, explanation=explanation,
             span_id=span_id, score_id=score_id,
         )  # fmt: skip
-        return dict(await asyncio.to_thread(post_json, url, body, headers, self.timeout))
+        return dict(await _in_thread(url, body, headers, self.timeout))

@@ -77,3 +77,20 @@ def test_script_size_stays_small() -> None:
     assert len(plain.body) < 10 * 1024
     assert len(packed.body) < 4 * 1024
     assert orjson.dumps(["wrong_policy", "hallucination", "other"]) in plain.body
+
+
+async def test_the_script_needs_no_proxy_key_and_answers_head(
+    start: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    """Where proxy keys guard the model routes, the public script still loads (a page cannot
+    hold a key); HEAD gives its headers without the body."""
+    proxy = await start(**{"proxy.keys": ["sk-proxy-only"]})
+    async with http.get(f"{proxy.url}/feedback.js") as response:
+        assert response.status == 200
+        etag = response.headers["ETag"]
+    async with http.head(f"{proxy.url}/feedback.js") as response:
+        assert response.status == 200
+        assert response.headers["ETag"] == etag
+        assert await response.read() == b""
+    async with http.post(f"{proxy.url}/v1/chat/completions", json={}) as response:
+        assert response.status == 401  # the model route does need the key

@@ -210,3 +210,36 @@ async def test_keyboard_only_vote_reason_and_comment(
 def _b64(part: str) -> str:
     """The span ID a token's third part encodes."""
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+async def test_feedback_allowed_origins_admit_the_listed_page_and_refuse_others(
+    browser: Browser, start: StartProxy, pages: Pages, http: aiohttp.ClientSession
+) -> None:
+    """With feedback.allowed_origins naming the page's origin, the vote lands; with another
+    origin listed, the browser refuses the answer (CORS), the widget says it could not send,
+    and nothing is stored."""
+    origin = pages.url.rstrip("/")
+    listed = await start(**{"feedback.allowed_origins": [origin]})
+    unlisted = await start(**{"feedback.allowed_origins": ["http://elsewhere.example"]})
+
+    async def vote(context: Any) -> str:
+        page = await context.new_page()
+        await page.goto(pages.url)
+        await page.get_by_role("button", name="Helpful", exact=True).click()
+        widget = page.locator("feedback-widget")
+        await page.locator("feedback-widget:is([state=sent], [state=failed])").wait_for()
+        status = await page.get_by_role("status").inner_text()
+        return f"{await widget.get_attribute('state')}: {status}"
+
+    results = {}
+    for name, proxy in (("listed", listed), ("unlisted", unlisted)):
+        trace_id, token = await answer(http, proxy)
+        pages.html = widget_page(proxy, token)
+        shown = await browser.run(vote)
+        _, trace = await recorded_trace(http, proxy, trace_id)
+        results[name] = (shown, trace)
+    assert results["listed"][0] == "sent: Thanks! Recorded: helpful."
+    assert results["listed"][1]["attributes"]["user_feedback"] == "positive"
+    assert results["unlisted"][0].startswith("failed: Not sent: ")
+    assert "origin" in results["unlisted"][0]
+    assert results["unlisted"][1]["feedback"] == []

@@ -116,7 +116,7 @@ select,textarea{font:inherit;min-width:16em}
           method: "POST", mode: "cors", credentials: "omit",
           headers: { "Content-Type": "application/json", "X-Feedback-Token": token }, body: JSON.stringify(body) });
       } catch {
-        throw new Error("Not sent: the feedback service could not be reached.");
+        throw new Error("Not sent: the feedback service could not be reached, or it does not accept this page's origin.");
       }
       const answer = await response.json().catch(() => null);
       if (!response.ok) throw new Error(failure(response.status, answer));

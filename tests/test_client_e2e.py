@@ -16,6 +16,7 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+from aiohttp import web
 
 from feedback_proxy import (
     AnswerIds,
@@ -221,3 +222,56 @@ async def test_client_score_is_recorded_on_the_trace_and_replaced_by_its_score_i
     assert [(s["name"], s.get("value"), s.get("label")) for s in trace["scores"]] == [
         ("judge.correct", 0.9, "pass")
     ]
+
+
+async def test_an_sdk_error_still_gives_the_answer_ids(proxy: RunningProxy) -> None:
+    """A provider error raised by the SDK carries the response: its trace ID and a token, so
+    a failed answer can be rated too."""
+    grouped = trace_for("error")
+    async with openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="sk", max_retries=0) as c:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await grouped.client(c).chat.completions.create(model="error-500", messages=MESSAGES)
+    ids = answer_ids(caught.value)
+    assert ids.trace_id == grouped.trace_id
+    assert ids.feedback_token
+    sent = await AsyncFeedbackClient(proxy.url).send(ids, vote="negative", reason="other")
+    assert sent["applied"] is True
+
+
+async def test_score_requests_have_the_spec_shape_and_refusals_name_the_field() -> None:
+    """Against a stand-in admin listener (the real scores route is built on another branch):
+    POST /api/traces/{id}/scores with the admin token and only the given fields; a 400 with
+    the admin API's ``param`` arrives as ProxyRefused naming it."""
+    seen: list[tuple[str, str | None, Any]] = []
+
+    async def scores(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append((request.path, request.headers.get("Authorization"), body))
+        if body["name"] == "Bad Name":
+            message = "name: must be 1-64 characters of a-z 0-9 _ . -"
+            error = {"message": message, "code": "invalid_score", "param": "name"}
+            return web.json_response({"error": error}, status=400)
+        return web.json_response({"trace_id": request.match_info["id"], "applied": True,
+                                  "status": "applied"})  # fmt: skip
+
+    app = web.Application()
+    app.router.add_post("/api/traces/{id}/scores", scores)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    admin_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        client = AsyncFeedbackClient("http://unused", admin_url=admin_url, admin_token="adm-1")
+        answer = await client.score("conv:42", "judge.correct", value=0.5, explanation="ok")
+        with pytest.raises(ProxyRefused) as refused:
+            await client.score("conv:42", "Bad Name", label="pass")
+    finally:
+        await runner.cleanup()
+    assert answer == {"trace_id": "conv:42", "applied": True, "status": "applied"}
+    assert seen[0] == ("/api/traces/conv:42/scores", "Bearer adm-1",
+                       {"name": "judge.correct", "value": 0.5, "explanation": "ok"})  # fmt: skip
+    assert (refused.value.status, refused.value.code, refused.value.field) == (
+        400, "invalid_score", "name")  # fmt: skip
+    with pytest.raises(ValueError, match="admin_url"):
+        await AsyncFeedbackClient("http://unused").score("t", "judge")

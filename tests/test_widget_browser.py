@@ -243,3 +243,24 @@ async def test_feedback_allowed_origins_admit_the_listed_page_and_refuse_others(
     assert results["unlisted"][0].startswith("failed: Not sent: ")
     assert "origin" in results["unlisted"][0]
     assert results["unlisted"][1]["feedback"] == []
+
+
+async def test_a_malformed_token_is_named_without_asking_the_proxy(
+    browser: Browser, app_proxy: RunningProxy, pages: Pages
+) -> None:
+    """A token that is not one of ours (cut, or not base64url) fails at once, saying so."""
+    pages.html = widget_page(app_proxy, "v1.%%%.###.1.sig")
+
+    async def scenario(context: Any) -> tuple[str | None, str, list[str]]:
+        page = await context.new_page()
+        posted: list[str] = []
+        page.on("request", lambda request: posted.append(request.url))
+        await page.goto(pages.url)
+        await page.get_by_role("button", name="Helpful", exact=True).click()
+        await page.locator("feedback-widget[state=failed]").wait_for()
+        state = await page.locator("feedback-widget").get_attribute("state")
+        return state, await page.get_by_role("status").inner_text(), posted
+
+    state, text, requests = await browser.run(scenario)
+    assert (state, text) == ("failed", "Not sent: the feedback token is missing or malformed.")
+    assert not [url for url in requests if url.endswith("/feedback")]

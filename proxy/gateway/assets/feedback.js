@@ -29,13 +29,17 @@ select,textarea{font:inherit;min-width:16em}
   const TEXT = { positive: "Helpful", negative: "Not helpful" };
   const label = (reason) => reason.replace(/[_-]+/g, " ").replace(/^./, (c) => c.toUpperCase());
 
-  function tokenIds(token) {
-    const part = (s) => new TextDecoder().decode(Uint8Array.from(
+  function tokenIds(token) {  // v1.<trace>.<span>.<expiry>.<signature>, IDs in base64url
+    const part = (s) => new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(
       atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)));
     const parts = (token || "").split(".");
-    if (parts.length !== 5) throw new Error("The feedback token is missing or malformed.");
-    return { trace: part(parts[1]), span: part(parts[2]) };
+    try {
+      if (parts.length === 5) return { trace: part(parts[1]), span: part(parts[2]) };
+    } catch {}  // not base64url or not UTF-8: the same answer as a wrong shape
+    throw new Error("Not sent: the feedback token is missing or malformed.");
   }
+  const randomId = () => "fw:" + Array.from(crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
 
   function failure(status, answer) {
     const code = answer && answer.error && answer.error.code;
@@ -47,6 +51,8 @@ select,textarea{font:inherit;min-width:16em}
   class FeedbackWidget extends HTMLElement {
     #vote = null;
     #queue = Promise.resolve();
+    #sends = 0;
+    #ownId = null;
     #el = {};
 
     constructor() {
@@ -94,20 +100,23 @@ select,textarea{font:inherit;min-width:16em}
         if (this.#el.comment.value.trim()) attributes.user_feedback_comment = this.#el.comment.value.trim();
         if (this.#el.reason.value) attributes.feedback_reason = this.#el.reason.value;
       }
+      const send = ++this.#sends;  // only the latest send may set the status
       this.#show("sending", "Sending\u2026");
       this.#queue = this.#queue.then(() => this.#post(attributes)).then(
         (detail) => {
           const extra = detail.attributes.user_feedback_comment || detail.attributes.feedback_reason ? " with your details" : "";
-          this.#show("sent", `Thanks! Recorded: ${TEXT[vote].toLowerCase()}${extra}.`);
+          if (send === this.#sends) this.#show("sent", `Thanks! Recorded: ${TEXT[vote].toLowerCase()}${extra}.`);
           this.dispatchEvent(new CustomEvent("feedback-sent", { detail, bubbles: true, composed: true }));
         },
-        (error) => this.#show("failed", error.message));
+        (error) => { if (send === this.#sends) this.#show("failed", error.message); });
     }
 
     async #post(attributes) {
       const token = this.getAttribute("token");
       const ids = tokenIds(token);
-      const feedbackId = this.getAttribute("feedback-id") || (ids.span.length <= 125 ? "fw:" + ids.span : "fw:" + crypto.randomUUID());
+      // One ID per widget: from the answer's span (stable across page loads), else made once.
+      const feedbackId = this.getAttribute("feedback-id") ||
+        (ids.span.length <= 125 ? "fw:" + ids.span : (this.#ownId ||= randomId()));
       const body = { trace_id: ids.trace, feedback_id: feedbackId, attributes };
       if (this.getAttribute("target") === "span") body.span_id = ids.span;
       let response;

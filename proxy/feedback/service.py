@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from proxy.core.errors import StoreUnavailable
-from proxy.core.records import FeedbackRecord
+from proxy.core.records import FeedbackRecord, ScoreRecord
 from proxy.feedback.model_lookup import RecentModels, TraceModels, label_of
 from proxy.metrics.feedback import FeedbackCounts
 from proxy.store.feedback_merge import MergeResult
@@ -76,7 +76,7 @@ class FeedbackService:
         event goes behind them through the writer, so an old queued vote can never land
         after, and overwrite, a newer one; nor does each call wait out a hanging Redis.
         """
-        if not self._writer.redis_ok or self._writer.spool_bytes > 0:
+        if self._degraded():
             self._writer.submit(record)
             return "queued"
         try:
@@ -92,3 +92,23 @@ class FeedbackService:
                 model = await self._models.model_of(record["trace_id"])
             self.counts.add(record["event"], result.previous, model)
         return "applied"
+
+    def _degraded(self) -> bool:
+        """Redis is away, or older records still wait in the spool: new ones go behind them."""
+        return not self._writer.redis_ok or self._writer.spool_bytes > 0
+
+    async def apply_score(self, record: ScoreRecord) -> str:
+        """An evaluator score, on the same path as feedback (so whatever is done to feedback
+        records on their way in, redaction included, is done here too): ``applied``,
+        ``queued``, ``full`` (the trace holds the maximum of scores) or ``no_trace``; never
+        raises for Redis trouble. A queued score is applied later even if its trace is not
+        recorded yet."""
+        if self._degraded():
+            self._writer.submit(record)
+            return "queued"
+        try:
+            result = await asyncio.wait_for(self._store.merge_score(record), self._timeout)
+        except (StoreUnavailable, TimeoutError):
+            self._writer.submit(record)
+            return "queued"
+        return result.status if result.status in ("full", "no_trace") else "applied"

@@ -30,6 +30,7 @@ from proxy.config import ReviewRule
 from proxy.core.records import (
     FeedbackRecord,
     Record,
+    ScoreRecord,
     Span,
     SpanRecord,
     SpanTrace,
@@ -47,6 +48,13 @@ from proxy.store.feedback_merge import (
 )
 from proxy.store.keys import SPAN_INDEXES, Keys
 from proxy.store.resp_pipe import pipe_for
+from proxy.store.scores import (
+    ScoreResult,
+    parse_score_result,
+    queue_pairs,
+    score_args,
+    score_entry,
+)
 from proxy.store.scripting import SCRIPTS, queue_script
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 from proxy.store.trace_read import assemble_trace
@@ -159,14 +167,56 @@ class RedisStore:
         re-sent whole (a replayed feedback event replaces itself)."""
         spans: list[SpanRecord] = []
         feedback: list[FeedbackRecord] = []
+        scores: list[ScoreRecord] = []
         for record in records:
             if record["kind"] == "span":
                 spans.append(record)
+            elif record["kind"] == "score":
+                scores.append(record)
             else:
                 feedback.append(record)
         await self._with_scripts(self._write_spans, spans)
         if feedback:
             await self._with_scripts(self._replay_all, feedback)
+        if scores:
+            await self._with_scripts(self._replay_scores, scores)
+
+    async def merge_score(self, record: ScoreRecord) -> ScoreResult:
+        """Merge one evaluator score now (the live path: an unknown trace is ``no_trace``);
+        raises StoreUnavailable."""
+
+        async def live(records: Sequence[ScoreRecord]) -> list[ScoreResult]:
+            return await self._merge_scores(records, live=True)
+
+        results: list[ScoreResult] = await self._with_scripts(live, [record])
+        return results[0]
+
+    async def _replay_scores(self, records: Sequence[ScoreRecord]) -> list[ScoreResult]:
+        return await self._merge_scores(records, live=False)
+
+    async def _merge_scores(self, records: Sequence[ScoreRecord], live: bool) -> list[ScoreResult]:
+        """merge_score.lua per record, then (idempotent, other slots) the score indexes, the
+        (hour, name) pairs of the agreement stats and the event stream."""
+        sha = await self._sha("merge_score")
+        now_ms = int(time.time() * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        for record in records:
+            args = score_args(record, now_ms, self._retention_s, live, self._keys)
+            queue_script(pipe, sha, self._keys.trace(record["trace_id"]).all(), *args)
+        results = [parse_score_result(raw) for raw in await pipe.execute()]
+        after = self._client.pipeline(transaction=False)
+        pair_sha = await self._sha("score_pair_apply")
+        scored: list[tuple[str, int, list[str]]] = []
+        for record, result in zip(records, results, strict=True):
+            if not result.created_ms:
+                continue
+            queue_pairs(after, pair_sha, self._keys, record["trace_id"], result, self._retention_s)
+            scored.append((record["trace_id"], result.created_ms, list(result.indexes)))
+            if result.status != "duplicate":
+                after.xadd(self._keys.events, score_entry(record),
+                           maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
+        await self._score_indexes(scored, after)
+        return results
 
     async def merge_feedback(self, record: FeedbackRecord) -> MergeResult:
         """Merge one feedback event now (the live path); raises StoreUnavailable."""
@@ -428,8 +478,10 @@ class RedisStore:
         pipe.hgetall(keys.feedback)
         pipe.zrange(keys.feedback_order, 0, -1)
         pipe.hgetall(keys.span_feedback)
+        pipe.hvals(keys.scores)
         try:
-            trace, spans, attrs, tags, models, events, order, span_fb = await pipe.execute()
+            raw_reply = await pipe.execute()
+            trace, spans, attrs, tags, models, events, order, span_fb, scores = raw_reply
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         if not trace:
@@ -437,6 +489,7 @@ class RedisStore:
         raw = {
             "trace": trace, "spans": spans, "attributes": attrs, "tags": tags, "models": models,
             "feedback": [events.get(key) for key in order], "span_feedback": span_fb,
+            "scores": scores,
         }  # fmt: skip
         return assemble_trace(raw)
 

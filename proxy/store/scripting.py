@@ -23,6 +23,9 @@ SCRIPTS = {
     "merge_feedback": _lua("stats_state") + _lua("merge_feedback"),
     "stats_apply": _lua("stats_apply"),
     "set_annotation": _lua("set_annotation"),
+    "merge_score": _lua("merge_score"),
+    "score_pair_apply": _lua("score_pair_apply"),
+    "agreement_read": _lua("agreement_read"),
 }
 
 

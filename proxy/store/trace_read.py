@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from proxy.core.records import Span, Trace, iso_from_ms
+from proxy.core.records import Score, Span, Trace, iso_from_ms
 
 
 def _text(value: bytes | None) -> str | None:
@@ -33,7 +33,14 @@ def assemble_trace(raw: dict[str, Any]) -> Trace:
         "models": sorted(m.decode() for m in raw["models"]),
         "span_count": int(trace.get(b"span_count", 0)),
         "spans": split_feedback_fields(raw["spans"], raw["span_feedback"]),
+        "scores": scores_in_order(raw.get("scores") or []),
     }
+
+
+def scores_in_order(raw: list[bytes]) -> list[Score]:
+    """The trace's evaluator scores, oldest first (ties by score_id)."""
+    scores = [orjson.loads(value) for value in raw]
+    return sorted(scores, key=lambda s: (s["created_at"], s["score_id"]))
 
 
 def split_feedback_fields(

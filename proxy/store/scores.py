@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from proxy.core.agreement import Observation, agreement_figures, passes
 from proxy.core.records import ScoreRecord
@@ -109,7 +110,11 @@ class AgreementStats:
     async def query(self, query: AgreementQuery) -> dict[str, Any]:
         """The answer of ``GET /api/stats/agreement``; raises StoreUnavailable."""
         try:
-            rows = await self._rows(query)
+            try:
+                rows = await self._rows(query)
+            except NoScriptError:  # Redis restarted empty: load the script again
+                self._sha = None
+                rows = await self._rows(query)
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         return {"score": query.score, **agreement_figures(_observations(rows, query))}
@@ -136,7 +141,14 @@ def _observations(rows: list[Any], query: AgreementQuery) -> Iterator[Observatio
             rating = feedback.get("rating")
             yield Observation(
                 vote=feedback.get("vote") or None,
-                rating=float(rating) if isinstance(rating, int | float) else None,
+                rating=_number(rating),
                 passed=passes(score.get("label"), score.get("value"), query.threshold),
                 value=score.get("value"),
             )
+
+
+def _number(value: Any) -> float | None:
+    """A rating as the stats state keeps it (``false`` when there is none)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

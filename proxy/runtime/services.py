@@ -186,6 +186,7 @@ def _store(
         max_feedback_events=settings.feedback.max_events_per_trace,
         review_rules=settings.review_rules,
         on_replayed=on_replayed,
+        regenerate_window_s=settings.implicit.regenerate_window_seconds,
     )
 
 

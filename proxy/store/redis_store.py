@@ -46,6 +46,16 @@ from proxy.store.feedback_merge import (
     merge_args,
     parse_result,
 )
+from proxy.store.implicit import (
+    Signal,
+    queue_count,
+    regenerated_signal,
+    session_command,
+    session_signal_json,
+    span_args,
+    stopped_signal,
+    stream_entry,
+)
 from proxy.store.keys import SPAN_INDEXES, Keys
 from proxy.store.resp_pipe import pipe_for
 from proxy.store.scores import (
@@ -122,11 +132,16 @@ class RedisStore:
         max_feedback_events: int = 1000,
         review_rules: tuple[ReviewRule, ...] = (),
         on_replayed: Callable[[FeedbackRecord, MergeResult], None] | None = None,
+        regenerate_window_s: int = 600,
     ) -> None:
         """``on_replayed`` hears of each queued feedback event the writer's replay merged
         (for the feedback metrics, which count live merges themselves)."""
         self._client = client
         self._on_replayed = on_replayed
+        self._regenerate_window_s = regenerate_window_s
+        self._stopped_index = keys.index("implicit", "stopped")
+        self._implicit_prefix = keys.index("implicit", "")
+        self._window_ms = regenerate_window_s * 1000
         self._keys = keys
         self._retention_s = retention_days * 86400
         self._max_events = max_feedback_events
@@ -249,17 +264,78 @@ class RedisStore:
             return
         sha = await self._sha("record_span")
         pipe = self._batch()
-        now_ms = str(int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        now_ms = str(now)
         for record in records:
             self._queue_span(pipe, sha, record, now_ms)
+        sessions = await self._queue_sessions(pipe, records)
         replies = await pipe.execute()
-        scored, states = [], []
-        for record, reply in zip(records, replies[::2], strict=True):
-            trace_id = record["trace"]["trace_id"]
-            scored.append((trace_id, int(reply[1]), [n.decode() for n in reply[3:]]))
+        scored, states, signals = [], [], []
+        for record, reply in zip(records, replies[: 2 * len(records) : 2], strict=True):
+            trace_id, created = record["trace"]["trace_id"], int(reply[1])
+            scored.append((trace_id, created, [n.decode() for n in reply[4:]]))
             if reply[2]:
                 states.append((trace_id, reply[2]))
-        await self._score_indexes(scored, await self._stats_pipe(states, self._batch()))
+            if reply[3]:
+                signals.append(regenerated_signal(trace_id, created, reply[3]))
+            stop = stopped_signal(record, created, new=int(reply[0]) == 1)
+            if stop is not None and created:
+                signals.append(stop)
+        pipe = await self._stats_pipe(states, self._batch())
+        await self._queue_signals(pipe, signals)
+        await self._score_indexes(scored, pipe)
+        found = zip(sessions, replies[2 * len(records) :], strict=True)
+        await self._mark_session_repeats([(r, hit) for r, hit in found if hit], now)
+
+    async def _queue_sessions(self, pipe: Any, records: Sequence[SpanRecord]) -> list[SpanRecord]:
+        """implicit_session.lua for each call with a session and an input (regeneration across
+        the session's traces), after the batch's span commands; the records it was queued for."""
+        queued = []
+        for record in records:
+            command = session_command(record, self._regenerate_window_s, self._keys)
+            if command is not None:
+                keys, args = command
+                queue_script(pipe, await self._sha("implicit_session"), keys, *args)
+                queued.append(record)
+        return queued
+
+    async def _queue_signals(self, pipe: Any, signals: list[Signal]) -> None:
+        """Count each signal once in its trace's hour; publish the ones recorded just now."""
+        if not signals:
+            return
+        sha = await self._sha("implicit_count")
+        for signal in signals:
+            queue_count(pipe, sha, self._keys, signal, self._retention_s)
+            if signal.new:
+                entry = [item for pair in stream_entry(signal).items() for item in pair]
+                pipe.execute_command("XADD", self._keys.events, b"MAXLEN", b"~",
+                                     str(EVENTS_MAXLEN), "*", *entry)  # fmt: skip
+
+    async def _mark_session_repeats(
+        self, found: list[tuple[SpanRecord, list[Any]]], now_ms: int
+    ) -> None:
+        """Record ``regenerated`` on the earlier span of another trace of the session (its
+        own slot), then index, count and publish it: only when a repeat was found."""
+        sha = await self._sha("mark_implicit")
+        index = self._keys.index("implicit", "regenerated")
+        pipe = self._client.pipeline(transaction=False)
+        for record, (trace_id, span_id, _, _) in found:
+            keys = self._keys.trace(trace_id.decode())
+            data = session_signal_json(record, now_ms)
+            queue_script(pipe, sha, (keys.trace, keys.span_feedback, keys.indexes),
+                         span_id.decode(), "regenerated", data, index)  # fmt: skip
+        signals, scored = [], []
+        for (record, hit), marked in zip(found, await pipe.execute(), strict=True):
+            if not marked:
+                continue  # the earlier trace expired meanwhile
+            trace_id, span_id, model, upstream = (part.decode() for part in hit)
+            created, data = int(marked[0]), session_signal_json(record, now_ms)
+            signals.append(Signal(trace_id, created, span_id, "regenerated", model, upstream,
+                                  data, new=int(marked[1]) == 1))  # fmt: skip
+            scored.append((trace_id, created, [index]))
+        after = self._client.pipeline(transaction=False)
+        await self._queue_signals(after, signals)
+        await self._score_indexes(scored, after)
 
     async def _score_indexes(
         self, scored: list[tuple[str, int, list[str]]], pipe: Any = None
@@ -440,6 +516,7 @@ class RedisStore:
             args += (key, orjson.dumps(value))
         args += tags
         args += indexes
+        args += span_args(record, self._window_ms, self._implicit_prefix, int(now_ms))
         pipe.execute_command(*args)
         pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
 
@@ -456,6 +533,8 @@ class RedisStore:
                 keys.append(f"{prefix[dimension]}{value}")
         tag = prefix["tag"]
         keys += [f"{tag}{value}" for value in trace.get("tags") or () if value]
+        if any(signal["signal"] == "stopped" for signal in span.get("implicit") or ()):
+            keys.append(self._stopped_index)
         return keys
 
     async def models_of(self, trace_id: str) -> set[str]:

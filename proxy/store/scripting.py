@@ -26,6 +26,9 @@ SCRIPTS = {
     "merge_score": _lua("merge_score"),
     "score_pair_apply": _lua("score_pair_apply"),
     "agreement_read": _lua("agreement_read"),
+    "implicit_session": _lua("implicit_session"),
+    "mark_implicit": _lua("mark_implicit"),
+    "implicit_count": _lua("implicit_count"),
 }
 
 

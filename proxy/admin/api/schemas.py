@@ -152,6 +152,8 @@ class StatsBucket(TypedDict):
     negative: Annotated[int, Field(description="Of those, voted negative now.")]
     rating_count: int
     rating_average: float | None
+    regenerated: Annotated[int, Field(description="Spans asked again with the same input.")]
+    stopped: Annotated[int, Field(description="Streams the client closed before their end.")]
 
 
 class FeedbackStats(TypedDict):

@@ -14,7 +14,6 @@ import pytest
 from proxy.admin.api.scores import parse_agreement_query
 from proxy.admin.params import InvalidParameter
 from proxy.core.agreement import (
-    Observation,
     agreement_figures,
     average_ranks,
     cohen_kappa,
@@ -92,7 +91,7 @@ def test_spearman_with_ties_equals_pearson_of_mean_ranks() -> None:
 
 def test_no_data_gives_nulls_never_zeros() -> None:
     """n = 0: every figure is null, the matrix is zeros, and a warning says why."""
-    figures = agreement_figures([])
+    figures = agreement_figures((0, 0, 0, 0), [], [])
     assert figures["n"] == 0
     for name in ("agreement", "agreement_ci", "cohen_kappa", "cohen_kappa_ci",
                  "negative_precision", "negative_recall"):  # fmt: skip
@@ -103,8 +102,7 @@ def test_no_data_gives_nulls_never_zeros() -> None:
 
 def test_no_variance_gives_null_kappa_and_correlation() -> None:
     """Everyone positive and every score passing: kappa and r are undefined, not 0."""
-    same = [Observation("positive", 4.0, True, 0.9) for _ in range(40)]
-    figures = agreement_figures(same)
+    figures = agreement_figures((40, 0, 0, 0), [4.0] * 40, [0.9] * 40)
     assert figures["agreement"] == 1.0
     assert figures["cohen_kappa"] is None
     assert figures["negative_recall"] is None

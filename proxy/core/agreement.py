@@ -1,75 +1,52 @@
 """How well an evaluator agrees with users: the figures of ``GET /api/stats/agreement``.
 
-Pure arithmetic over (user vote, user rating, evaluator verdict, score value) tuples, one per
-trace. Python's own ``statistics`` module does the Pearson correlation and the normal
-quantile; the rest is a few textbook lines (Cohen's kappa with its large-sample standard
-error, the Wilson interval, average ranks for Spearman), so the runtime needs no SciPy (tens
-of megabytes of compiled code for a dozen lines). A figure that cannot be computed (no data,
-no variance) is None, never 0.
+Pure arithmetic over what the store sums per hour: the 2x2 confusion matrix (user vote x
+evaluator verdict) and the (user rating, score value) pairs. Python's own ``statistics``
+module does the Pearson correlation and the normal quantile; the rest is a few textbook lines
+(Cohen's kappa with its large-sample standard error, the Wilson interval, average ranks for
+Spearman), so the runtime needs no SciPy (tens of megabytes of compiled code for a dozen
+lines). A figure that cannot be computed (no data, no variance) is None, never 0.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 PASS_LABELS = frozenset({"pass", "true", "positive", "good", "correct"})
-"""Labels that count as a pass; any other label is a fail."""
+"""Labels that count as a pass; any other label is a fail. A score with only a value passes
+when the value is at least the query's threshold (``agreement_read.lua`` decides both)."""
 Z_95 = statistics.NormalDist().inv_cdf(0.975)
 MIN_TRUSTED_N = 30
 MIN_TRUSTED_CELL = 5
 
 
-def passes(label: str | None, value: float | None, threshold: float) -> bool:
-    """The evaluator's verdict: a label passes when it is one of ``PASS_LABELS``; a score with
-    only a value passes when the value is at least ``threshold``."""
-    if label is not None:
-        return label in PASS_LABELS
-    return value is not None and value >= threshold
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One trace: what its user said and what the evaluator said."""
-
-    vote: str | None  # "positive", "negative" or None
-    rating: float | None
-    passed: bool
-    value: float | None
-
-
-def agreement_figures(observations: Iterable[Observation]) -> dict[str, Any]:
-    """Every figure of the answer except ``score`` (the caller's)."""
-    items = list(observations)
-    cells = {("positive", True): 0, ("positive", False): 0,
-             ("negative", True): 0, ("negative", False): 0}  # fmt: skip
-    for item in items:
-        if item.vote in ("positive", "negative"):
-            cells[item.vote, item.passed] += 1
-    a, b = cells["positive", True], cells["positive", False]
-    c, d = cells["negative", True], cells["negative", False]
+def agreement_figures(
+    cells: tuple[int, int, int, int], ratings: Sequence[float], values: Sequence[float]
+) -> dict[str, Any]:
+    """Every figure of the answer except ``score`` (the caller's), from the confusion matrix
+    (positive & pass, positive & fail, negative & pass, negative & fail) and the (user rating,
+    score value) pairs of the traces that have both."""
+    a, b, c, d = cells
     n = a + b + c + d
-    agreement = _ratio(a + d, n)
     kappa, kappa_ci = cohen_kappa(a, b, c, d)
-    pairs = [(i.rating, i.value) for i in items if i.rating is not None and i.value is not None]
     return {
         "n": n,
         "matrix": {"positive": {"pass": a, "fail": b}, "negative": {"pass": c, "fail": d}},
-        "agreement": agreement,
+        "agreement": _ratio(a + d, n),
         "agreement_ci": wilson_interval(a + d, n),
         "cohen_kappa": kappa,
         "cohen_kappa_ci": kappa_ci,
         "negative_precision": _ratio(d, b + d),
         "negative_recall": _ratio(d, c + d),
         "ratings": {
-            "n": len(pairs),
-            "pearson": pearson([p[0] for p in pairs], [p[1] for p in pairs]),
-            "spearman": spearman([p[0] for p in pairs], [p[1] for p in pairs]),
+            "n": len(ratings),
+            "pearson": pearson(ratings, values),
+            "spearman": spearman(ratings, values),
         },
-        "warnings": warnings(n, (a, b, c, d)),
+        "warnings": warnings(n, cells),
     }
 
 

@@ -290,14 +290,13 @@ class RedisStore:
     async def _queue_sessions(self, pipe: Any, records: Sequence[SpanRecord]) -> list[SpanRecord]:
         """implicit_session.lua for each call with a session and an input (regeneration across
         the session's traces), after the batch's span commands; the records it was queued for."""
-        queued = []
-        for record in records:
-            command = session_command(record, self._regenerate_window_s, self._keys)
-            if command is not None:
-                keys, args = command
-                queue_script(pipe, await self._sha("implicit_session"), keys, *args)
-                queued.append(record)
-        return queued
+        commands = [(r, session_command(r, self._regenerate_window_s, self._keys)) for r in records]
+        queued = [(record, command) for record, command in commands if command is not None]
+        if queued:
+            sha = await self._sha("implicit_session")
+            for _, (keys, args) in queued:
+                queue_script(pipe, sha, keys, *args)
+        return [record for record, _ in queued]
 
     async def _queue_signals(self, pipe: Any, signals: list[Signal]) -> None:
         """Count each signal once in its trace's hour; publish the ones recorded just now."""

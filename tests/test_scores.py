@@ -234,3 +234,19 @@ async def test_score_while_redis_is_down_is_queued_and_applied_once_later(
     await proxy.listeners.services.writer.wait_idle(5)
     trace = await get(http, f"{proxy.admin_url}/api/traces/q-score")
     assert [(s["score_id"], s["value"]) for s in trace["scores"]] == [("q1", 0.3)]
+
+
+async def test_dataset_rows_by_score_filter(
+    admin: RunningProxy, http: aiohttp.ClientSession, store: RedisStore
+) -> None:
+    """The score filters work in a dataset's ``filter`` too: failed judgements to review."""
+    for trace_id, label in (("ds-pass", "pass"), ("ds-fail", "fail")):
+        await make_trace(store, trace_id)
+        await post(http, f"{admin.admin_url}/api/traces/{trace_id}/scores",
+                   {"name": "judge", "label": label})  # fmt: skip
+    status, answer = await post(http, f"{admin.admin_url}/api/datasets/judged/rows",
+                                {"filter": {"score_label": "judge:fail"}})  # fmt: skip
+    assert status == 200
+    assert answer["added"] == 1
+    rows = await get(http, f"{admin.admin_url}/api/datasets/judged/rows")
+    assert [row["trace_id"] for row in rows["rows"]] == ["ds-fail"]

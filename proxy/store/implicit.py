@@ -19,8 +19,8 @@ import orjson
 from proxy.core.records import SpanRecord, iso_from_ms
 from proxy.store.keys import Keys
 from proxy.store.scripting import queue_script
+from proxy.store.stats import HOUR_MS, hour_of
 
-HOUR_MS = 3_600_000
 SEP = "\x1f"
 
 
@@ -93,7 +93,7 @@ def session_signal_json(record: SpanRecord, now_ms: int) -> bytes:
 
 def queue_count(pipe: Any, sha: str, keys: Keys, signal: Signal, retention_s: int) -> None:
     """Queue implicit_count.lua: the signal counts once in its trace's creation hour."""
-    hour = signal.created_ms - signal.created_ms % HOUR_MS
+    hour = hour_of(signal.created_ms)
     member = SEP.join((signal.trace_id, signal.span_id, signal.signal))
     expire_at = (hour + HOUR_MS) // 1000 + retention_s
     queue_script(pipe, sha, (keys.stats_counts(hour), keys.implicit_seen(hour)), member,

@@ -24,8 +24,8 @@ from proxy.core.records import ScoreRecord
 from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.keys import Keys
 from proxy.store.scripting import SCRIPTS, queue_script
+from proxy.store.stats import HOUR_MS, hour_of
 
-HOUR_MS = 3_600_000
 MAX_SCORES_PER_TRACE = 100
 _STATUS = {1: "applied", 2: "replaced", 3: "duplicate", -1: "full", -2: "no_trace"}
 
@@ -68,7 +68,7 @@ def queue_pairs(
 ) -> None:
     """Queue score_pair_apply.lua for every score name the merge touched."""
     for state in result.states:
-        hour = int(state["c"]) - int(state["c"]) % HOUR_MS
+        hour = hour_of(int(state["c"]))
         payload = pair_state(state)
         expire_at = (hour + HOUR_MS) // 1000 + retention_s
         key = keys.score_pairs(hour, state["name"])
@@ -107,7 +107,7 @@ class AgreementQuery:
     threshold: float = 0.5
 
     def hours(self) -> range:
-        first = self.since_ms - self.since_ms % HOUR_MS
+        first = hour_of(self.since_ms)
         return range(first, self.until_ms + 1, HOUR_MS)
 
 

@@ -22,10 +22,11 @@ from proxy.core.errors import BadRequest, NotFound, PayloadTooLarge
 from proxy.core.ids import ID_PATTERN, ID_RULE
 from proxy.feedback.scores import NAME_PATTERN, NAME_RULE, parse_score, score_record
 from proxy.store.scores import MAX_SCORES_PER_TRACE, AgreementQuery
+from proxy.store.stats import HOUR_MS
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_RANGE_HOURS = 24 * 400
-_DEFAULT_RANGE_MS = 30 * 24 * 3_600_000
+_DEFAULT_RANGE_MS = 30 * 24 * HOUR_MS
 _AGREEMENT_PARAMS = frozenset({"score", "since", "until", "threshold"})
 
 
@@ -71,7 +72,7 @@ def parse_agreement_query(params: Mapping[str, Sequence[str]], now_ms: int) -> A
     since = until - _DEFAULT_RANGE_MS + 1 if since is None else since
     if since > until:
         raise InvalidParameter("until", "must not be before since")
-    if (until - since) // 3_600_000 >= MAX_RANGE_HOURS:
+    if (until - since) // HOUR_MS >= MAX_RANGE_HOURS:
         raise InvalidParameter("since", f"the range may span at most {MAX_RANGE_HOURS} hours")
     return AgreementQuery(score, since, until, _threshold(single.get("threshold")))
 

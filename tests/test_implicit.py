@@ -53,6 +53,28 @@ async def listed(http: aiohttp.ClientSession, proxy: RunningProxy, query: str) -
         return {t["trace_id"] for t in (await resp.json())["traces"]}
 
 
+async def listed_eventually(
+    http: aiohttp.ClientSession, proxy: RunningProxy, query: str, expected: set[str]
+) -> None:
+    """The index entry follows the span's own write (a second step of the writer): wait."""
+
+    async def probe() -> set[str]:
+        return await listed(http, proxy, query)
+
+    await eventually(probe, until=lambda got: got == expected, what=f"{query} lists {expected}")
+
+
+async def stats_eventually(
+    http: aiohttp.ClientSession, proxy: RunningProxy, signal: str, count: int
+) -> None:
+    """Counts follow in the writer's second step too."""
+
+    async def probe() -> int:
+        return int((await stats_row(http, proxy))[signal])
+
+    await eventually(probe, until=lambda got: got == count, what=f"{count} {signal} counted")
+
+
 async def stats_row(http: aiohttp.ClientSession, proxy: RunningProxy) -> dict[str, Any]:
     async with http.get(f"{proxy.admin_url}/api/stats/feedback?bucket=hour") as resp:
         buckets = (await resp.json())["buckets"]
@@ -82,13 +104,16 @@ async def test_same_input_again_in_the_trace_marks_the_earlier_span(
     assert signal["by_span_id"] == second
     assert signals(trace, second) == []
     assert "user_feedback" not in trace["attributes"]
-    assert await listed(http, proxy, "implicit=regenerated") == {"regen-1"}
+    await listed_eventually(http, proxy, "implicit=regenerated", {"regen-1"})
     assert await listed(http, proxy, "implicit=stopped") == set()
-    assert (await stats_row(http, proxy))["regenerated"] == 1
-    entries = [e for _, e in await redis_client.xrange(keys.events) if e[b"type"] == b"implicit"]
-    assert [(e[b"span_id"].decode(), orjson.loads(e[b"data"])["by_span_id"]) for e in entries] == [
-        (first, second)
-    ]
+    await stats_eventually(http, proxy, "regenerated", 1)
+
+    async def published() -> list[tuple[str, str]]:
+        entries = await redis_client.xrange(keys.events)
+        return [(e[b"span_id"].decode(), orjson.loads(e[b"data"])["by_span_id"])
+                for _, e in entries if e[b"type"] == b"implicit"]  # fmt: skip
+
+    await eventually(published, until=lambda got: got == [(first, second)], what="the entry")
 
 
 async def test_same_input_in_another_trace_of_the_session(
@@ -106,8 +131,8 @@ async def test_same_input_in_another_trace_of_the_session(
     (signal,) = await eventually(marked, what="the session's earlier span marked")
     assert signal["by_span_id"] == second
     await wait_for_trace(http, proxy.admin_url, "sess-c")
-    assert await listed(http, proxy, "implicit=regenerated") == {"sess-a"}
-    assert (await stats_row(http, proxy))["regenerated"] == 1
+    await listed_eventually(http, proxy, "implicit=regenerated", {"sess-a"})
+    await stats_eventually(http, proxy, "regenerated", 1)
 
 
 def _with_input(record: dict[str, Any], session: str | None = None) -> dict[str, Any]:
@@ -187,9 +212,9 @@ async def test_client_stop_mid_stream_is_stopped_but_a_cut_or_a_finish_is_not(
     done = await wait_for_trace(http, proxy.admin_url, "stop-done")
     assert signals(done, finished) == []
     assert done["spans"][0]["error"] is None
-    assert await listed(http, proxy, "implicit=stopped") == {"stop-user"}
+    await listed_eventually(http, proxy, "implicit=stopped", {"stop-user"})
     assert "user_feedback" not in user["attributes"]
-    assert (await stats_row(http, proxy))["stopped"] == 1
+    await stats_eventually(http, proxy, "stopped", 1)
 
 
 async def test_a_replayed_stopped_span_counts_once(

@@ -37,6 +37,8 @@ from proxy.core.records import (
     iso_from_ms,
 )
 from proxy.datasets.columns import DEFAULT_COLUMNS, review_row
+from proxy.recording.pricing import SpanPricer
+from proxy.store.cost_index import cost_indexes, to_pico
 from proxy.store.dataset_writes import queue_rows
 from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.feedback_merge import (
@@ -48,6 +50,7 @@ from proxy.store.feedback_merge import (
 from proxy.store.keys import SPAN_INDEXES, Keys
 from proxy.store.resp_pipe import pipe_for
 from proxy.store.scripting import SCRIPTS, queue_script
+from proxy.store.span_stats import SpanCounts
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 from proxy.store.trace_read import assemble_trace
 
@@ -114,10 +117,17 @@ class RedisStore:
         max_feedback_events: int = 1000,
         review_rules: tuple[ReviewRule, ...] = (),
         on_replayed: Callable[[FeedbackRecord, MergeResult], None] | None = None,
+        pricer: SpanPricer | None = None,
+        on_cost: Callable[[str, str | None, float], None] | None = None,
     ) -> None:
         """``on_replayed`` hears of each queued feedback event the writer's replay merged
-        (for the feedback metrics, which count live merges themselves)."""
+        (for the feedback metrics, which count live merges themselves). ``pricer`` prices
+        each span as it is written (here, in the writer's task, off the response path;
+        None leaves ``cost_usd`` null); ``on_cost`` hears (upstream, model, USD) of each
+        priced span stored for the first time (the cost metric)."""
         self._client = client
+        self._pricer = pricer
+        self._on_cost = on_cost
         self._on_replayed = on_replayed
         self._keys = keys
         self._retention_s = retention_days * 86400
@@ -203,13 +213,28 @@ class RedisStore:
         for record in records:
             self._queue_span(pipe, sha, record, now_ms)
         replies = await pipe.execute()
-        scored, states = [], []
+        scored, states, counts = [], [], SpanCounts()
         for record, reply in zip(records, replies[::2], strict=True):
             trace_id = record["trace"]["trace_id"]
-            scored.append((trace_id, int(reply[1]), [n.decode() for n in reply[3:]]))
+            names = [n.decode() for n in reply[4:]]
+            if reply[0] == 1:
+                self._count_span(record, counts)
+                if reply[3]:
+                    names += cost_indexes(self._keys, int(reply[3]))
+            scored.append((trace_id, int(reply[1]), names))
             if reply[2]:
                 states.append((trace_id, reply[2]))
-        await self._score_indexes(scored, await self._stats_pipe(states, self._batch()))
+        pipe = await self._stats_pipe(states, self._batch())
+        counts.queue(pipe, self._keys, self._retention_s)
+        await self._score_indexes(scored, pipe)
+
+    def _count_span(self, record: SpanRecord, counts: SpanCounts) -> None:
+        """A span stored for the first time: its call and cost in the stats and the metric."""
+        span = record["span"]
+        cost = span.get("cost_usd")
+        counts.add(span, record["started_ms"], None if cost is None else to_pico(cost))
+        if cost is not None and self._on_cost is not None:
+            self._on_cost(span["upstream"], span.get("model"), cost)
 
     async def _score_indexes(
         self, scored: list[tuple[str, int, list[str]]], pipe: Any = None
@@ -374,6 +399,9 @@ class RedisStore:
         bytes on the wire), with each argument list built once."""
         trace, span = record["trace"], record["span"]
         trace_id, span_id = trace["trace_id"], span["span_id"]
+        if "cost_usd" not in span:  # a replayed record may carry its price already
+            pricer = self._pricer
+            span["cost_usd"] = None if pricer is None else pricer.cost(span, record["started_ms"])
         span_json = orjson.dumps(span)
         attrs = trace.get("attributes") or {}
         tags = trace.get("tags") or []
@@ -390,6 +418,9 @@ class RedisStore:
             args += (key, orjson.dumps(value))
         args += tags
         args += indexes
+        cost, usage = span["cost_usd"], span.get("usage")
+        tokens = usage.get("total_tokens") if usage else None
+        args += ("" if cost is None else to_pico(cost), "" if tokens is None else tokens)
         pipe.execute_command(*args)
         pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
 

@@ -30,7 +30,7 @@ HOUR_MS = 3_600_000
 BUCKET_MS = {"hour": HOUR_MS, "day": 24 * HOUR_MS}
 MAX_HOURS = 10_000  # a query reads at most this many hourly counters (416 days)
 GROUP_DIMENSIONS = ("model", "upstream")
-_METRICS = ("positive", "negative", "rating_count", "rating_milli")
+_METRICS = ("positive", "negative", "rating_count", "rating_milli", "calls", "cost_pusd")
 
 
 def hour_of(ms: int) -> int:
@@ -134,7 +134,7 @@ def _row(
     start: int, group_by: str | None, group: str, traces: int, counts: dict[str, int]
 ) -> dict[str, Any]:
     dimension = f"{group_by}\x1f{group}" if group_by else "all\x1f"
-    positive, negative, rating_count, rating_milli = (
+    positive, negative, rating_count, rating_milli, calls, cost_pusd = (
         counts.get(f"{dimension}\x1f{metric}", 0) for metric in _METRICS
     )
     row: dict[str, Any] = {"bucket_start": iso_from_ms(start)}
@@ -146,9 +146,12 @@ def _row(
         negative=negative,
         rating_count=rating_count,
         rating_average=round(rating_milli / 1000 / rating_count, 4) if rating_count else None,
+        calls=calls,
+        cost_usd=round(cost_pusd / 1e12, 12),
     )
     return row
 
 
 def _has_data(row: dict[str, Any]) -> bool:
-    return bool(row["traces"] or row["positive"] or row["negative"] or row["rating_count"])
+    return bool(row["traces"] or row["positive"] or row["negative"] or row["rating_count"]
+                or row["calls"])  # fmt: skip

@@ -149,6 +149,8 @@ class StatsBucket(TypedDict):
     negative: Annotated[int, Field(description="Of those, voted negative now.")]
     rating_count: int
     rating_average: float | None
+    calls: Annotated[int, Field(description="Proxied calls (spans) started in the bucket.")]
+    cost_usd: Annotated[float, Field(description="Their summed cost where it is known, USD.")]
 
 
 class FeedbackStats(TypedDict):
@@ -238,6 +240,8 @@ class TraceFilter(TypedDict, total=False):
     user_id: Annotated[str, _text(128, "User ID.")]
     since: Annotated[Moment, Field(description="Created at or after.")]
     until: Annotated[Moment, Field(description="Created at or before.")]
+    cost_min: Annotated[float, Field(ge=0, description="Lowest trace cost_usd (inclusive).")]
+    cost_max: Annotated[float, Field(ge=0, description="Highest trace cost_usd (inclusive).")]
 
 
 @with_config(_CLOSED)
@@ -275,6 +279,8 @@ _TRACE_DETAILS: dict[str, dict[str, Any]] = {
     "updated_at": {"format": "date-time"},
     "annotation_status": {"enum": [*ANNOTATION_STATUSES, None]},
     "span_count": {"minimum": 0},
+    "cost_usd": {"description": "USD, summed over the spans with a known cost; else null."},
+    "total_tokens": {"description": "Summed over the spans with known total tokens; else null."},
 }
 RECORD_DETAILS: dict[str, dict[str, dict[str, Any]]] = {
     "Span": {
@@ -284,6 +290,7 @@ RECORD_DETAILS: dict[str, dict[str, dict[str, Any]]] = {
         "input": {"description": "Captured request input (may be off or capped)."},
         "output": {"description": "Captured output: text and tool_calls."},
         "error": {"description": "Upstream or transport error, else null."},
+        "cost_usd": {"description": "USD from genai-prices; null when model or usage is unknown."},
     },
     "FeedbackEvent": {
         "received_at": {"format": "date-time"},

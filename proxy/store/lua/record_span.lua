@@ -4,9 +4,11 @@
 -- ARGV: 1 trace_id, 2 span_id, 3 span JSON, 4 started_ms, 5 now_ms, 6 retention_seconds,
 --       7 name, 8 session_id, 9 user_id, 10 model, 11 number of attribute pairs N,
 --       12 number of tags T, 13 number of index key names I, 14 the upstream index name
---       prefix, then N attribute key / JSON value pairs, T tags, I index key names.
--- Returns {new, created_ms, stats state JSON or false, index key names to score at
--- created_ms...}: new is 1, or 0 for a span already stored (a replay changes nothing but may
+--       prefix, then N attribute key / JSON value pairs, T tags, I index key names, then the
+--       span's cost in pico-USD and its total tokens ('' = unknown; summed into the trace's
+--       cost_pusd and total_tokens fields, left unset while nothing is known).
+-- Returns {new, created_ms, stats state JSON or false, the trace's cost_pusd or false, index
+-- key names to score at created_ms...}: new is 1, or 0 for a span already stored (a replay changes nothing but may
 -- re-score, which is idempotent). The stats state (stats_state.lua) comes back when the trace
 -- has feedback and this span put it in a new index (a model or upstream to count it under) or
 -- moved its creation time (to another hour's counters); a replay returns it unchanged. The
@@ -18,11 +20,13 @@ local n, t, m = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local first_index = 15 + 2 * n + t
 local own = {}
 for i = first_index, first_index + m - 1 do own[#own + 1] = ARGV[i] end
+local span_cost, span_tokens = ARGV[first_index + m], ARGV[first_index + m + 1]
 
 if redis.call('HSETNX', spans, ARGV[2], ARGV[3]) == 0 then
   local known = redis.call('HGET', trace, 'created_ms')
-  if not known then return {0, 0, false} end
-  local result = {0, known, stats_state(trace, attrs, models, indexes, ARGV[14], false, nil)}
+  if not known then return {0, 0, false, false} end
+  local result = {0, known, stats_state(trace, attrs, models, indexes, ARGV[14], false, nil),
+                  redis.call('HGET', trace, 'cost_pusd') or false}
   for _, k in ipairs(own) do result[#result + 1] = k end
   return result
 end
@@ -40,6 +44,8 @@ if updated == nil or now > updated then
 end
 redis.call('HSET', trace, 'trace_id', ARGV[1])
 redis.call('HINCRBY', trace, 'span_count', 1)
+if span_cost ~= '' then redis.call('HINCRBY', trace, 'cost_pusd', span_cost) end
+if span_tokens ~= '' then redis.call('HINCRBY', trace, 'total_tokens', span_tokens) end
 for i, field in ipairs({'name', 'session_id', 'user_id'}) do
   if ARGV[6 + i] ~= '' then
     redis.call('HSET', trace, field, ARGV[6 + i])
@@ -63,7 +69,8 @@ if moved_back or new_indexes > 0 then
   stats = stats_state(trace, attrs, models, indexes, ARGV[14], true,
                       moved_back and previous_created or nil)
 end
-local result = {1, created, stats}  -- the keys may be gone already if created is past retention
+-- the keys may be gone already if created is past retention
+local result = {1, created, stats, redis.call('HGET', trace, 'cost_pusd') or false}
 local names = own
 if moved_back then names = redis.call('SMEMBERS', indexes) end
 if moved_back and #names == 0 then names = own end

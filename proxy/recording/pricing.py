@@ -163,7 +163,7 @@ def _per_token(values: list[Any]) -> list[float]:
 
 
 def _endpoint_provider(span: Span) -> str | None:
-    parser = parser_for(span["method"], span["path"])
+    parser = parser_for(span.get("method", ""), span.get("path", ""))
     if parser is None:
         return None
     return _ENDPOINT_PROVIDER.get(parser.name, "openai")

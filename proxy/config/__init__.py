@@ -15,6 +15,7 @@ from proxy.config.model import (
     RedisSettings,
     ReviewRule,
     Settings,
+    StatsSettings,
     UpstreamSettings,
     WriterSettings,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "RedisSettings",
     "ReviewRule",
     "Settings",
+    "StatsSettings",
     "UpstreamSettings",
     "WriterSettings",
     "load_settings",

@@ -25,6 +25,7 @@ from proxy.config.model import (
     RedisSettings,
     ReviewRule,
     Settings,
+    StatsSettings,
     UpstreamSettings,
     WriterSettings,
     default_review_rules,
@@ -45,6 +46,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "feedback": FeedbackSettings,
     "log": LogSettings,
     "writer": WriterSettings,
+    "stats": StatsSettings,
 }
 
 

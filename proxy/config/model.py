@@ -82,6 +82,13 @@ class FeedbackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsSettings:
+    """Trace attribute keys whose values the stats count feedback, calls and cost by."""
+
+    dimensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReviewRule:
     """Traces whose feedback matches ``when`` join ``dataset`` as rows to annotate."""
 
@@ -120,3 +127,4 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     writer: WriterSettings = field(default_factory=WriterSettings)
     review_rules: tuple[ReviewRule, ...] = field(default_factory=default_review_rules)
+    stats: StatsSettings = field(default_factory=StatsSettings)

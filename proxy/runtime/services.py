@@ -195,6 +195,7 @@ def _store(
         on_replayed=on_replayed,
         pricer=SpanPricer({name: u.base_url for name, u in settings.upstreams.items()}),
         on_cost=cost.add,
+        dimensions=settings.stats.dimensions,
     )
 
 

@@ -119,13 +119,16 @@ class RedisStore:
         on_replayed: Callable[[FeedbackRecord, MergeResult], None] | None = None,
         pricer: SpanPricer | None = None,
         on_cost: Callable[[str, str | None, float], None] | None = None,
+        dimensions: tuple[str, ...] = (),
     ) -> None:
         """``on_replayed`` hears of each queued feedback event the writer's replay merged
         (for the feedback metrics, which count live merges themselves). ``pricer`` prices
         each span as it is written (here, in the writer's task, off the response path;
         None leaves ``cost_usd`` null); ``on_cost`` hears (upstream, model, USD) of each
-        priced span stored for the first time (the cost metric)."""
+        priced span stored for the first time (the cost metric). ``dimensions`` are the
+        [stats] dimension keys the counters follow."""
         self._client = client
+        self._dims = dimensions
         self._pricer = pricer
         self._on_cost = on_cost
         self._on_replayed = on_replayed
@@ -216,23 +219,27 @@ class RedisStore:
         scored, states, counts = [], [], SpanCounts()
         for record, reply in zip(records, replies[::2], strict=True):
             trace_id = record["trace"]["trace_id"]
-            names = [n.decode() for n in reply[4:]]
+            names = [n.decode() for n in reply[6:]]
             if reply[0] == 1:
-                self._count_span(record, counts)
+                self._count_span(record, counts, reply)
                 if reply[3]:
                     names += cost_indexes(self._keys, int(reply[3]))
             scored.append((trace_id, int(reply[1]), names))
             if reply[2]:
                 states.append((trace_id, reply[2]))
         pipe = await self._stats_pipe(states, self._batch())
-        counts.queue(pipe, self._keys, self._retention_s)
+        if counts:
+            counts.queue(pipe, await self._sha("stats_calls"), self._keys, self._retention_s)
         await self._score_indexes(scored, pipe)
 
-    def _count_span(self, record: SpanRecord, counts: SpanCounts) -> None:
-        """A span stored for the first time: its call and cost in the stats and the metric."""
+    def _count_span(self, record: SpanRecord, counts: SpanCounts, reply: list[Any]) -> None:
+        """A span stored for the first time: its call and cost in the stats and the metric
+        (``reply``: record_span.lua's, with the trace's dimension values and first-span flag)."""
         span = record["span"]
         cost = span.get("cost_usd")
-        counts.add(span, record["started_ms"], None if cost is None else to_pico(cost))
+        dims = orjson.loads(reply[4]) if reply[4] else {}
+        pico = None if cost is None else to_pico(cost)
+        counts.add(span, record["started_ms"], pico, dims, first=int(reply[5]) == 1)
         if cost is not None and self._on_cost is not None:
             self._on_cost(span["upstream"], span.get("model"), cost)
 
@@ -302,7 +309,7 @@ class RedisStore:
         max_events = self._max_events if cap is None else cap
         for record in records:
             keys = self._keys.trace(record["trace_id"]).all()
-            args = merge_args(record, now_ms, self._retention_s, max_events, self._keys)
+            args = merge_args(record, now_ms, self._retention_s, max_events, self._keys, self._dims)
             queue_script(pipe, sha, keys, *args)
         results = [parse_result(raw) for raw in await pipe.execute()]
         await self._after_merge(records, results)
@@ -421,6 +428,7 @@ class RedisStore:
         cost, usage = span["cost_usd"], span.get("usage")
         tokens = usage.get("total_tokens") if usage else None
         args += ("" if cost is None else to_pico(cost), "" if tokens is None else tokens)
+        args += (len(self._dims), *self._dims)
         pipe.execute_command(*args)
         pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
 

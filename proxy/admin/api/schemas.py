@@ -138,8 +138,9 @@ class RowPage(TypedDict):
 
 
 class StatsBucket(TypedDict):
-    """Ungrouped: every bucket of the range; grouped: the groups with traces or feedback in
-    it (and a model or upstream property naming the group)."""
+    """Ungrouped: every bucket of the range; grouped: the groups with traces, feedback or calls
+    in it (and a property named as group_by naming the group: model, upstream or
+    attributes.<key>)."""
 
     bucket_start: Timestamp
     model: NotRequired[str]
@@ -155,7 +156,13 @@ class StatsBucket(TypedDict):
 
 class FeedbackStats(TypedDict):
     bucket: Annotated[str, _enum(BUCKET_MS)]
-    group_by: Annotated[str | None, _enum([*GROUP_DIMENSIONS, None])]
+    group_by: Annotated[
+        str | None,
+        Field(
+            pattern="^(" + "|".join(GROUP_DIMENSIONS) + r"|attributes\..+)$",
+            description="model, upstream, attributes.<key> (a [stats] dimension) or null.",
+        ),
+    ]
     since: Timestamp
     until: Timestamp
     buckets: list[StatsBucket]

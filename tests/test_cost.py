@@ -98,8 +98,13 @@ async def test_openai_span_cost_equals_genai_prices_with_cached_tokens(
     assert span["cost_usd"] == pytest.approx(expected, rel=1e-9)
     assert trace["cost_usd"] == pytest.approx(expected, rel=1e-9)
     assert trace["total_tokens"] == prompt + COMPLETION_TOKENS
-    async with http.get(f"{proxy.admin_url}/api/traces") as resp:
-        listed = next(t for t in (await resp.json())["traces"] if t["trace_id"] == trace_id)
+
+    async def listed_traces() -> list[dict[str, Any]]:
+        async with http.get(f"{proxy.admin_url}/api/traces") as resp:
+            return [t for t in (await resp.json())["traces"] if t["trace_id"] == trace_id]
+
+    # the index entry follows the trace record in a second round trip: wait for it
+    listed = (await eventually(listed_traces, until=bool, what="the trace listed"))[0]
     assert listed["cost_usd"] == trace["cost_usd"]
     assert listed["total_tokens"] == trace["total_tokens"]
 

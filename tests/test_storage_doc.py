@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "storage.md"
 INDEXES = {
     "session": "<id>", "user": "<id>", "model": "<m>", "upstream": "<u>", "tag": "<t>",
     "feedback": "<v>", "category": "<v>", "reason": "<v>", "rating": "<v>",
-    "annotation": "<status>", "has_feedback": "1",
+    "annotation": "<status>", "has_feedback": "1", "cost_ge": "<step>", "cost_le": "<step>",
 }  # fmt: skip
 
 
@@ -28,7 +28,7 @@ def built_by_code() -> tuple[set[str], set[str]]:
     for name in ("dataset_rows", "dataset_order", "dataset_columns"):
         patterns.add(getattr(keys, name)("<dataset>"))
         used.add(name)
-    for name in ("stats_counts", "stats_contributions"):
+    for name in ("stats_counts", "stats_contributions", "stats_dimension_values"):
         patterns.add(getattr(keys, name)("<hour_ms>"))
         used.add(name)
     patterns |= {keys.dimension_values("model"), keys.dimension_values("upstream")}

@@ -56,7 +56,8 @@ _ENDPOINT_PROVIDER = {"anthropic_messages": "anthropic"}  # every other parser s
 
 
 def price_data_version() -> str:
-    """The genai-prices release whose bundled price data prices spans (pinned by uv.lock)."""
+    """The installed genai-prices release, whose bundled price data prices spans: the same
+    release gives the same figures (its data is not fetched at run time)."""
     return version("genai-prices")
 
 

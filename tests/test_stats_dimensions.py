@@ -110,7 +110,8 @@ async def test_a_changed_vote_and_a_replay_move_the_count_once(
     dim_store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """A thumbs-down changed to thumbs-up under the same feedback id moves one count from
-    negative to positive in its version's group; replaying the batch changes nothing."""
+    negative to positive in its version's group; replaying the batch changes nothing; a later
+    change of the version itself moves the vote to the new version's group."""
     await dim_store.write_batch([span_of("dim-change", 0, "v7")])
     await dim_store.merge_feedback(feedback("dim-change", "f1", user_feedback="negative"))
     stats = FeedbackStats(redis_client, keys)
@@ -121,6 +122,11 @@ async def test_a_changed_vote_and_a_replay_move_the_count_once(
     await dim_store.write_batch([changed, span_of("dim-change", 0, "v7")])  # replays
     row = by_group(await stats.query(stats_query()))["v7"]
     assert (row["positive"], row["negative"], row["traces"], row["calls"]) == (1, 0, 1, 1)
+    # a reviewer's PATCH sets another version: the vote moves with it, the call stays
+    await dim_store.merge_feedback(feedback("dim-change", "patch", **{KEY: "v8"}))
+    rows = by_group(await stats.query(stats_query()))
+    assert (rows["v7"]["positive"], rows["v7"]["calls"], rows["v7"]["traces"]) == (0, 1, 1)
+    assert (rows["v8"]["positive"], rows["v8"]["negative"], rows["v8"]["calls"]) == (1, 0, 0)
 
 
 async def test_values_past_the_bound_count_as_other(

@@ -317,3 +317,22 @@ def test_check_config_names_the_price_data_version(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert shown["price_data"] == {"package": "genai-prices", "version": genai_prices.__version__}
+
+
+def test_anthropic_one_hour_cache_writes_cost_their_own_rate() -> None:
+    """Anthropic's usage splits cache writes into 5-minute and 1-hour ones
+    (``cache_creation``); the 1-hour part is priced at its own rate, as genai-prices does."""
+    model = "claude-sonnet-4-20250514"
+    usage = {"input_tokens": 20, "output_tokens": 100, "cache_read_tokens": 0,
+             "cache_write_tokens": 3000}  # fmt: skip
+    raw = {"cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000}}
+    span = {"upstream": "u", "method": "POST", "path": "/v1/messages", "model": model,
+            "usage": usage, "raw_usage": raw}  # fmt: skip
+    cost = SpanPricer().cost(span, int(time.time() * 1000))  # type: ignore[arg-type]
+    expected = reference(
+        model, "anthropic", input_tokens=3020, cache_write_tokens=3000,
+        cache_write_1h_tokens=2000, output_tokens=100,
+    )  # fmt: skip
+    assert cost == pytest.approx(expected, rel=1e-9)
+    assert cost != pytest.approx(reference(model, "anthropic", input_tokens=3020,
+                                           cache_write_tokens=3000, output_tokens=100))  # fmt: skip

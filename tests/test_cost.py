@@ -25,6 +25,7 @@ from tests.factories import span_record
 from tests.fake_provider import COMPLETION_TOKENS, prompt_tokens
 from tests.recording_helpers import wait_for_trace
 from tests.test_cli import minimal_env, run_cli
+from tests.test_cli_admin import cli
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis_backends
@@ -336,3 +337,22 @@ def test_anthropic_one_hour_cache_writes_cost_their_own_rate() -> None:
     assert cost == pytest.approx(expected, rel=1e-9)
     assert cost != pytest.approx(reference(model, "anthropic", input_tokens=3020,
                                            cache_write_tokens=3000, output_tokens=100))  # fmt: skip
+
+
+async def test_cli_traces_filters_by_cost(
+    proxy: RunningProxy, http: aiohttp.ClientSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`feedback-proxy traces --cost-min/--cost-max` pass the filters to the admin API."""
+    await call(http, proxy, "/v1/chat/completions", chat_body(10, False), "cost-cli")
+    trace = await wait_for_trace(http, proxy.admin_url, "cost-cli")
+    listed = await eventually(
+        lambda: cli("traces", "--json", "--cost-min", "0", "--admin-url", proxy.admin_url),
+        until=lambda code: code == 0 and "cost-cli" in capsys.readouterr().out,
+        what="the priced trace listed",
+    )
+    assert listed == 0
+    cost = trace["cost_usd"]
+    assert (
+        await cli("traces", "--cost-max", f"{cost / 2:.12f}", "--admin-url", proxy.admin_url) == 0
+    )
+    assert capsys.readouterr().out.startswith("no matching traces")

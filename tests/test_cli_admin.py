@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,13 @@ async def test_traces_table_lists_every_trace(
     lines = out.splitlines()
     assert lines[0].split() == [
         "created_at", "trace_id", "feedback", "rating", "category", "reason", "models", "spans",
-        "annotation",
+        "cost_usd", "annotation",
     ]  # fmt: skip
     for trace_id, vote in VOTES.items():
         line = next(line for line in lines if trace_id in line)
         assert vote in line.split()
         assert "gpt-4o-mini" in line
+        assert re.search(r"  0\.0000\d\d  ", line)  # a gpt-4o-mini call of a few tokens
     assert lines[-1] == "(no more pages)"
 
 

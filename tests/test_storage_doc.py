@@ -15,7 +15,8 @@ INDEXES = {
     "session": "<id>", "user": "<id>", "model": "<m>", "upstream": "<u>", "tag": "<t>",
     "feedback": "<v>", "category": "<v>", "reason": "<v>", "rating": "<v>",
     "annotation": "<status>", "has_feedback": "1", "score": "<name>",
-    "score_label": "<name>:<label>", "implicit": "<signal>",
+    "score_label": "<name>:<label>", "implicit": "<signal>", "cost_ge": "<step>",
+    "cost_le": "<step>",
 }  # fmt: skip
 
 
@@ -29,7 +30,7 @@ def built_by_code() -> tuple[set[str], set[str]]:
     for name in ("dataset_rows", "dataset_order", "dataset_columns"):
         patterns.add(getattr(keys, name)("<dataset>"))
         used.add(name)
-    for name in ("stats_counts", "stats_contributions", "implicit_seen"):
+    for name in ("stats_counts", "stats_contributions", "implicit_seen", "stats_dimension_values"):
         patterns.add(getattr(keys, name)("<hour_ms>"))
         used.add(name)
     patterns.add(keys.score_pairs("<hour_ms>", "<name>"))  # type: ignore[arg-type]

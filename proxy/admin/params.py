@@ -39,6 +39,7 @@ VERDICTS = frozenset({"positive", "negative"})
 ANNOTATION_STATUSES = frozenset({"empty", "filled"})
 _BOOLEANS = {"true": True, "false": False}
 _RATING = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_COST = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,12})?")  # USD, up to a pico-dollar
 _EPOCH_MS = re.compile(r"[0-9]{1,15}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SPACED_OFFSET = re.compile(r" ([0-9]{2}(?::?[0-9]{2})?)$")
@@ -88,6 +89,9 @@ def _checked(filters: TraceFilter, params: Mapping[str, Sequence[str]]) -> Trace
     since, until = filters.since_ms, filters.until_ms
     if since is not None and until is not None and since > until:
         raise InvalidParameter("until", "must not be before since")
+    cheap, dear = filters.cost_min, filters.cost_max
+    if cheap is not None and dear is not None and cheap > dear:
+        raise InvalidParameter("cost_max", "must not be below cost_min")
     return filters
 
 
@@ -117,6 +121,15 @@ def _rating(param: str) -> Callable[[str], float]:
         if _RATING.fullmatch(text) is None or not 1 <= Decimal(text) <= 5:
             raise InvalidParameter(param, "must be a number from 1 to 5")
         return float(Decimal(text))
+
+    return parse
+
+
+def _cost(param: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        if _COST.fullmatch(value.strip()) is None:
+            raise InvalidParameter(param, "must be a number of USD, 0 or more (e.g. 0.05)")
+        return float(Decimal(value.strip()))
 
     return parse
 
@@ -233,4 +246,6 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "score": ("score", _score_name),
     "score_label": ("score_label", _score_label),
     "implicit": ("implicit", _choice("implicit", IMPLICIT_SIGNALS)),
+    "cost_min": ("cost_min", _cost("cost_min")),
+    "cost_max": ("cost_max", _cost("cost_max")),
 }

@@ -16,6 +16,7 @@ from proxy.config.model import (
     RedisSettings,
     ReviewRule,
     Settings,
+    StatsSettings,
     UpstreamSettings,
     WriterSettings,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "RedisSettings",
     "ReviewRule",
     "Settings",
+    "StatsSettings",
     "UpstreamSettings",
     "WriterSettings",
     "load_settings",

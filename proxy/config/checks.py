@@ -57,8 +57,25 @@ def validate(settings: Settings) -> None:
     _check_choice("log.format", settings.log.format, ("auto", "json", "console"))
     _check_redis(settings.redis)
     _check_upstreams(settings)
+    _check_dimensions(settings.stats.dimensions)
     if not _is_loopback(a.host) and not a.token:
         raise ConfigError("admin.token", f"required when admin.host is not loopback ({a.host})")
+
+
+MAX_DIMENSIONS = 20
+
+
+def _check_dimensions(dimensions: tuple[str, ...]) -> None:
+    """Attribute keys to count stats by: few (each is counted on every merge), distinct, and
+    spelled so that they fit a counter's name."""
+    if len(dimensions) > MAX_DIMENSIONS:
+        raise ConfigError("stats.dimensions", f"at most {MAX_DIMENSIONS} keys")
+    if len(set(dimensions)) != len(dimensions):
+        raise ConfigError("stats.dimensions", "lists a key twice")
+    for key in dimensions:
+        if not 0 < len(key) <= 128 or not key.isprintable() or key != key.strip():
+            raise ConfigError("stats.dimensions", f"{key!r} is not an attribute key (1-128 "
+                              "printable characters, no surrounding spaces)")  # fmt: skip
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

@@ -26,6 +26,7 @@ from proxy.config.model import (
     RedisSettings,
     ReviewRule,
     Settings,
+    StatsSettings,
     UpstreamSettings,
     WriterSettings,
     default_review_rules,
@@ -47,6 +48,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogSettings,
     "writer": WriterSettings,
     "implicit": ImplicitSettings,
+    "stats": StatsSettings,
 }
 
 

@@ -87,6 +87,10 @@ class ImplicitSettings:
 
     enabled: bool = True
     regenerate_window_seconds: int = 600
+class StatsSettings:
+    """Trace attribute keys whose values the stats count feedback, calls and cost by."""
+
+    dimensions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +133,4 @@ class Settings:
     writer: WriterSettings = field(default_factory=WriterSettings)
     review_rules: tuple[ReviewRule, ...] = field(default_factory=default_review_rules)
     implicit: ImplicitSettings = field(default_factory=ImplicitSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)

@@ -35,11 +35,18 @@ def _iso_second(seconds: int) -> str:
 
 
 class Usage(TypedDict):
-    """Token counts as the provider reported them; None when it did not say."""
+    """Token counts as the provider reported them; None when it did not say.
+
+    ``cache_read_tokens``/``cache_write_tokens`` are prompt-cache counts: OpenAI's
+    ``cached_tokens`` are part of its ``input_tokens``; Anthropic's ``cache_read_input_tokens``
+    and ``cache_creation_input_tokens`` are not (its ``input_tokens`` are the uncached rest).
+    Spans stored before these fields existed lack them."""
 
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
+    cache_read_tokens: NotRequired[int | None]
+    cache_write_tokens: NotRequired[int | None]
 
 
 class Output(TypedDict):
@@ -75,6 +82,9 @@ class Span(TypedDict):
     finish_reason: str | None
     usage: Usage | None
     raw_usage: dict[str, Any] | None
+    # USD from genai-prices (proxy.recording.pricing), set when the span is written; None
+    # when the model or the usage is unknown to the price data.
+    cost_usd: NotRequired[float | None]
     input: Any
     output: Output | None
     input_truncated: NotRequired[bool]
@@ -171,6 +181,9 @@ class TraceSummary(TypedDict):
     annotation_status: str | None
     models: list[str]
     span_count: int
+    # Sums over the spans whose cost (tokens) is known; None while none is.
+    cost_usd: float | None
+    total_tokens: int | None
 
 
 class Trace(TraceSummary):

@@ -23,7 +23,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ from proxy.gateway.services import GatewayServices
 from proxy.gateway.upstream import Router, client_session
 from proxy.metrics import workers
 from proxy.metrics.calls import CallMetrics
+from proxy.metrics.cost import CostCounter
 from proxy.metrics.feedback import FeedbackCounts
+from proxy.recording.pricing import SpanPricer, price_data_version
 from proxy.store.connection import connect_to
 from proxy.store.datasets import DatasetStore
 from proxy.store.keys import Keys
@@ -75,6 +77,7 @@ class Services:
     lifecycle: Lifecycle
     metrics_dir: Path | None
     agreement: AgreementStats
+    cost_metrics: CostCounter = field(default_factory=CostCounter)
 
     def gateway_view(self) -> GatewayServices:
         """What the proxy listener's handlers use."""
@@ -112,6 +115,8 @@ class Services:
         families["writer"] = [[[], [writer.queue_depth, writer.spool_bytes]]]
         families["records"] = [[[], [writer.written, writer.dropped, writer.spooled]]]
         families["feedback"] = self.feedback.counts.snapshot()
+        families["cost"] = self.cost_metrics.snapshot()
+        families["price_data"] = [[[price_data_version()], [1]]]
         return {"pid": os.getpid(), "live": live, "families": families}
 
     def scrape_metrics(self) -> list[dict[str, Any]]:
@@ -147,7 +152,8 @@ async def open_services(
         await startup_checks(redis)  # logs only; bounded by the connect timeout
         keys = Keys(settings.redis.key_prefix)
         counts, recent = FeedbackCounts(), RecentModels()
-        store = _store(redis, keys, settings, ReplayCounter(counts, recent))
+        cost = CostCounter()
+        store = _store(redis, keys, settings, ReplayCounter(counts, recent), cost)
         stack.push_async_callback(store.close)
         writer = await _started_writer(store, settings)
         stack.push_async_callback(writer.close, deadline=max(1.0, settings.proxy.drain_seconds))
@@ -173,11 +179,16 @@ async def open_services(
             lifecycle=Lifecycle(),
             metrics_dir=metrics_dir,
             agreement=AgreementStats(redis, keys),
+            cost_metrics=cost,
         )
 
 
 def _store(
-    redis: aioredis.Redis, keys: Keys, settings: Settings, on_replayed: ReplayCounter
+    redis: aioredis.Redis,
+    keys: Keys,
+    settings: Settings,
+    on_replayed: ReplayCounter,
+    cost: CostCounter,
 ) -> RedisStore:
     return RedisStore(
         redis,
@@ -187,6 +198,9 @@ def _store(
         review_rules=settings.review_rules,
         on_replayed=on_replayed,
         regenerate_window_s=settings.implicit.regenerate_window_seconds,
+        pricer=SpanPricer({name: u.base_url for name, u in settings.upstreams.items()}),
+        on_cost=cost.add,
+        dimensions=settings.stats.dimensions,
     )
 
 

@@ -95,6 +95,10 @@ class Keys:
         """Hash: trace_id -> the stats state last counted for it (moves a changed vote)."""
         return f"{self.prefix}:stats:{{h{hour_ms}}}:traces"
 
+    def stats_dimension_values(self, hour_ms: int) -> str:
+        """Hash: the [stats] dimension values admitted in that hour (at most 100 per key)."""
+        return f"{self.prefix}:stats:{{h{hour_ms}}}:dimvals"
+
     def dimension_values(self, dimension: str) -> str:
         """Set of the values a dimension's indexes have (the groups of the stats)."""
         return f"{self.prefix}:dims:{dimension}"

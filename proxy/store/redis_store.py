@@ -38,6 +38,8 @@ from proxy.core.records import (
     iso_from_ms,
 )
 from proxy.datasets.columns import DEFAULT_COLUMNS, review_row
+from proxy.recording.pricing import SpanPricer
+from proxy.store.cost_index import cost_indexes, to_pico
 from proxy.store.dataset_writes import queue_rows
 from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.feedback_merge import (
@@ -66,6 +68,7 @@ from proxy.store.scores import (
     score_entry,
 )
 from proxy.store.scripting import SCRIPTS, queue_script
+from proxy.store.span_stats import SpanCounts
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 from proxy.store.trace_read import assemble_trace
 
@@ -133,10 +136,20 @@ class RedisStore:
         review_rules: tuple[ReviewRule, ...] = (),
         on_replayed: Callable[[FeedbackRecord, MergeResult], None] | None = None,
         regenerate_window_s: int = 600,
+        pricer: SpanPricer | None = None,
+        on_cost: Callable[[str, str | None, float], None] | None = None,
+        dimensions: tuple[str, ...] = (),
     ) -> None:
         """``on_replayed`` hears of each queued feedback event the writer's replay merged
-        (for the feedback metrics, which count live merges themselves)."""
+        (for the feedback metrics, which count live merges themselves). ``pricer`` prices
+        each span as it is written (here, in the writer's task, off the response path;
+        None leaves ``cost_usd`` null); ``on_cost`` hears (upstream, model, USD) of each
+        priced span stored for the first time (the cost metric). ``dimensions`` are the
+        [stats] dimension keys the counters follow."""
         self._client = client
+        self._dims = dimensions
+        self._pricer = pricer
+        self._on_cost = on_cost
         self._on_replayed = on_replayed
         self._regenerate_window_s = regenerate_window_s
         self._stopped_index = keys.index("implicit", "stopped")
@@ -270,22 +283,41 @@ class RedisStore:
             self._queue_span(pipe, sha, record, now_ms)
         sessions = await self._queue_sessions(pipe, records)
         replies = await pipe.execute()
-        scored, states, signals = [], [], []
+        scored, states, signals, counts = [], [], [], SpanCounts()
         for record, reply in zip(records, replies[: 2 * len(records) : 2], strict=True):
             trace_id, created = record["trace"]["trace_id"], int(reply[1])
-            scored.append((trace_id, created, [n.decode() for n in reply[4:]]))
+            names = [n.decode() for n in reply[7:]]
+            new = int(reply[0]) == 1
+            if new:
+                self._count_span(record, counts, reply)
+                if reply[3]:
+                    names += cost_indexes(self._keys, int(reply[3]))
+            scored.append((trace_id, created, names))
             if reply[2]:
                 states.append((trace_id, reply[2]))
-            if reply[3]:
-                signals.append(regenerated_signal(trace_id, created, reply[3]))
-            stop = stopped_signal(record, created, new=int(reply[0]) == 1)
+            if reply[6]:
+                signals.append(regenerated_signal(trace_id, created, reply[6]))
+            stop = stopped_signal(record, created, new=new)
             if stop is not None and created:
                 signals.append(stop)
         pipe = await self._stats_pipe(states, self._batch())
+        if counts:
+            counts.queue(pipe, await self._sha("stats_calls"), self._keys, self._retention_s)
         await self._queue_signals(pipe, signals)
         await self._score_indexes(scored, pipe)
         found = zip(sessions, replies[2 * len(records) :], strict=True)
         await self._mark_session_repeats([(r, hit) for r, hit in found if hit], now)
+
+    def _count_span(self, record: SpanRecord, counts: SpanCounts, reply: list[Any]) -> None:
+        """A span stored for the first time: its call and cost in the stats and the metric
+        (``reply``: record_span.lua's, with the trace's dimension values and first-span flag)."""
+        span = record["span"]
+        cost = span.get("cost_usd")
+        dims = orjson.loads(reply[4]) if reply[4] else {}
+        pico = None if cost is None else to_pico(cost)
+        counts.add(span, record["started_ms"], pico, dims, first=int(reply[5]) == 1)
+        if cost is not None and self._on_cost is not None:
+            self._on_cost(span["upstream"], span.get("model"), cost)
 
     async def _queue_sessions(self, pipe: Any, records: Sequence[SpanRecord]) -> list[SpanRecord]:
         """implicit_session.lua for each call with a session and an input (regeneration across
@@ -402,7 +434,7 @@ class RedisStore:
         max_events = self._max_events if cap is None else cap
         for record in records:
             keys = self._keys.trace(record["trace_id"]).all()
-            args = merge_args(record, now_ms, self._retention_s, max_events, self._keys)
+            args = merge_args(record, now_ms, self._retention_s, max_events, self._keys, self._dims)
             queue_script(pipe, sha, keys, *args)
         results = [parse_result(raw) for raw in await pipe.execute()]
         await self._after_merge(records, results)
@@ -499,6 +531,9 @@ class RedisStore:
         bytes on the wire), with each argument list built once."""
         trace, span = record["trace"], record["span"]
         trace_id, span_id = trace["trace_id"], span["span_id"]
+        if "cost_usd" not in span:  # a replayed record may carry its price already
+            pricer = self._pricer
+            span["cost_usd"] = None if pricer is None else pricer.cost(span, record["started_ms"])
         span_json = orjson.dumps(span)
         attrs = trace.get("attributes") or {}
         tags = trace.get("tags") or []
@@ -515,6 +550,10 @@ class RedisStore:
             args += (key, orjson.dumps(value))
         args += tags
         args += indexes
+        cost, usage = span["cost_usd"], span.get("usage")
+        tokens = usage.get("total_tokens") if usage else None
+        args += ("" if cost is None else to_pico(cost), "" if tokens is None else tokens)
+        args += (len(self._dims), *self._dims)
         args += span_args(record, self._window_ms, self._implicit_prefix, int(now_ms))
         pipe.execute_command(*args)
         pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)

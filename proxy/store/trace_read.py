@@ -13,6 +13,15 @@ def _text(value: bytes | None) -> str | None:
     return value.decode() if value is not None else None
 
 
+def cost_usd(value: bytes | None) -> float | None:
+    """The trace's ``cost_pusd`` field as USD; None while no span had a known cost."""
+    return None if value is None else round(int(value) / 1e12, 12)
+
+
+def count(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def assemble_trace(raw: dict[str, Any]) -> Trace:
     """One trace as ``GET /api/traces/{id}`` returns it, spans in the order they started.
 
@@ -32,6 +41,8 @@ def assemble_trace(raw: dict[str, Any]) -> Trace:
         "feedback": [orjson.loads(e) for e in raw["feedback"] if e is not None],
         "models": sorted(m.decode() for m in raw["models"]),
         "span_count": int(trace.get(b"span_count", 0)),
+        "cost_usd": cost_usd(trace.get(b"cost_pusd")),
+        "total_tokens": count(trace.get(b"total_tokens")),
         "spans": split_feedback_fields(raw["spans"], raw["span_feedback"]),
         "scores": scores_in_order(raw.get("scores") or []),
     }

@@ -78,6 +78,9 @@ def _path_param(name: str, description: str, pattern: str = _ID_PATTERN) -> dict
     }
 
 
+_GROUP_BY = "^(" + "|".join(GROUP_DIMENSIONS) + r"|attributes\..+)$"
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -344,8 +347,11 @@ def _stats_params(schemas: dict[str, Any]) -> list[dict[str, Any]]:
         _query("bucket", {"type": "string", "enum": list(BUCKET_MS), "default": "day"}, "UTC."),
         _query("since", moment, _described(since, moment, schemas)),
         _query("until", moment, _described(until, moment, schemas)),
-        _query("group_by", {"type": "string", "enum": list(GROUP_DIMENSIONS)},
-               "One row per value of the dimension; a trace counts under each it used."),
+        _query("group_by", {"type": "string", "pattern": _GROUP_BY},
+               "One row per value of the dimension; a trace counts under each it used. "
+               "`attributes.<key>`: per value of a trace attribute listed in [stats] "
+               "dimensions (at most 100 values per hour, the rest as `(other)`); any other "
+               "key is a 400."),
     ]  # fmt: skip
 
 

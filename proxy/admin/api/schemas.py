@@ -141,8 +141,9 @@ class RowPage(TypedDict):
 
 
 class StatsBucket(TypedDict):
-    """Ungrouped: every bucket of the range; grouped: the groups with traces or feedback in
-    it (and a model or upstream property naming the group)."""
+    """Ungrouped: every bucket of the range; grouped: the groups with traces, feedback or calls
+    in it (and a property named as group_by naming the group: model, upstream or
+    attributes.<key>)."""
 
     bucket_start: Timestamp
     model: NotRequired[str]
@@ -154,11 +155,19 @@ class StatsBucket(TypedDict):
     rating_average: float | None
     regenerated: Annotated[int, Field(description="Spans asked again with the same input.")]
     stopped: Annotated[int, Field(description="Streams the client closed before their end.")]
+    calls: Annotated[int, Field(description="Proxied calls (spans) started in the bucket.")]
+    cost_usd: Annotated[float, Field(description="Their summed cost where it is known, USD.")]
 
 
 class FeedbackStats(TypedDict):
     bucket: Annotated[str, _enum(BUCKET_MS)]
-    group_by: Annotated[str | None, _enum([*GROUP_DIMENSIONS, None])]
+    group_by: Annotated[
+        str | None,
+        Field(
+            pattern="^(" + "|".join(GROUP_DIMENSIONS) + r"|attributes\..+)$",
+            description="model, upstream, attributes.<key> (a [stats] dimension) or null.",
+        ),
+    ]
     since: Timestamp
     until: Timestamp
     buckets: list[StatsBucket]
@@ -244,6 +253,8 @@ class TraceFilter(TypedDict, total=False):
     user_id: Annotated[str, _text(128, "User ID.")]
     since: Annotated[Moment, Field(description="Created at or after.")]
     until: Annotated[Moment, Field(description="Created at or before.")]
+    cost_min: Annotated[float, Field(ge=0, description="Lowest trace cost_usd (inclusive).")]
+    cost_max: Annotated[float, Field(ge=0, description="Highest trace cost_usd (inclusive).")]
     score: Annotated[ScoreName, Field(description="Has an evaluator score of this name.")]
     score_label: Annotated[
         str, Field(description="<name>:<label>: has a score of that name with that label.")
@@ -339,6 +350,8 @@ _TRACE_DETAILS: dict[str, dict[str, Any]] = {
     "updated_at": {"format": "date-time"},
     "annotation_status": {"enum": [*ANNOTATION_STATUSES, None]},
     "span_count": {"minimum": 0},
+    "cost_usd": {"description": "USD, summed over the spans with a known cost; else null."},
+    "total_tokens": {"description": "Summed over the spans with known total tokens; else null."},
 }
 RECORD_DETAILS: dict[str, dict[str, dict[str, Any]]] = {
     "Span": {
@@ -348,6 +361,7 @@ RECORD_DETAILS: dict[str, dict[str, dict[str, Any]]] = {
         "input": {"description": "Captured request input (may be off or capped)."},
         "output": {"description": "Captured output: text and tool_calls."},
         "error": {"description": "Upstream or transport error, else null."},
+        "cost_usd": {"description": "USD from genai-prices; null when model or usage is unknown."},
     },
     "Score": {"created_at": {"format": "date-time"}, "source": {"enum": ["api"]}},
     "ImplicitSignal": {"at": {"format": "date-time"}},

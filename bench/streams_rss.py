@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -227,7 +228,7 @@ class Stall(threading.Thread):
     def report(self, samples: list[tuple[float, int]], hwm: list[tuple[float, int]]) -> list[str]:
         if self.stopped_at is None or self.continued_at is None:
             return []
-        jumps = [(t, b - a) for (_, a), (t, b) in zip(hwm, hwm[1:], strict=False) if b - a > 1024]
+        jumps = [(t, b - a) for (_, a), (t, b) in itertools.pairwise(hwm) if b - a > 1024]
         biggest = sorted(jumps, key=lambda j: -j[1])[:3]
         during = [kib for t, kib in samples if self.stopped_at <= t <= self.continued_at]
         replay = [kib for t, kib in samples if t > self.continued_at]

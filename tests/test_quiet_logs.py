@@ -113,6 +113,7 @@ async def test_clients_gone_before_the_answer_are_one_line_each_never_a_tracebac
             (await asyncio.wait_for(held.arrived.get(), 10)).set_result(lambda: None)
             async with await task as resp:
                 assert resp.status == 200
+                await resp.read()  # the whole answer: this client does not leave early
         code, stdout, stderr = await served.stop()
     assert code == 0, stderr
     assert "Traceback" not in stderr + stdout, stderr

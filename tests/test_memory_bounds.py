@@ -62,7 +62,7 @@ def test_call_metric_series_stay_bounded_whatever_models_clients_name() -> None:
     assert len(counts.snapshot()) == MAX_MODELS + 1
 
 
-pytestmark_backends = pytest.mark.redis_backends
+on_both_backends = pytest.mark.redis_backends  # these run on a single Redis and on a Cluster
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ async def small_store(
     await store.close()
 
 
-@pytestmark_backends
+@on_both_backends
 async def test_new_session_ids_past_the_registry_bound_are_all_registered(
     small_store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
@@ -97,7 +97,7 @@ async def test_new_session_ids_past_the_registry_bound_are_all_registered(
     assert await redis_client.zscore(keys.index("session", "sess-0"), "tr-again") is not None
 
 
-@pytestmark_backends
+@on_both_backends
 async def test_review_rows_past_the_cache_bound_are_each_added_once(
     small_store: RedisStore,
 ) -> None:

@@ -249,7 +249,7 @@ def report(
             f"- growth end - start {sm['rss_growth_mib']:+.2f} MiB; least-squares slope "
             f"{sm['slope_kib_per_min']:+.1f} KiB/min "
             f"({sm['slope_kib_per_min'] * minutes / 1024:+.2f} MiB over the {minutes:.1f} min), "
-            f"{sm['samples']} samples",
+            f"{sm['samples']} samples; **{sm['slope_kib_per_min'] * 60 / 1024:+.2f} MiB/hour**",
             f"- Redis used_memory {sm['redis_used_start_mib']:.0f} → "
             f"{sm['redis_used_end_mib']:.0f} MiB (the traces kept; expected to grow)",
             f"- Redis check: calls sent {chk['sent']:,}, spans in Redis (sum of span_count over "

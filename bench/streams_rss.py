@@ -21,7 +21,14 @@ upstream and a throwaway ``redis-server`` on CPU 0, the proxy (recording, ``log.
      proxy's "redis unavailable; spooling" warnings: a write batch that took longer than
      ``writer.write_timeout`` (1 s) because Redis's core was saturated.
 
+  5. with ``--stall-seconds S``: ``--stall-at`` seconds into the streams, Redis is stopped
+     (SIGSTOP: a hung server, connections open, nothing answered) for S seconds and then
+     continued, so the records go to the writer's queue and the spool and are replayed after;
+     the report gives the peak RSS during the stall and during the replay.
+
   .venv/bin/python bench/streams_rss.py                       # 200 streams of ~5 s, 30 s
+  .venv/bin/python bench/streams_rss.py --streams 50 --chunks 20 --chunk-delay-ms 5 \
+      --seconds 30 --stall-at 5 --stall-seconds 15 --sample-ms 50   # Redis hung for 15 s
   .venv/bin/python bench/streams_rss.py --chunks 20 --chunk-delay-ms 5   # the harness's shape
 """
 
@@ -29,7 +36,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -58,6 +68,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--proxy-cpu", type=int, default=1)
     p.add_argument("--log-level", default="warning")
     p.add_argument("--builtin-mock", action="store_true")
+    p.add_argument("--stall-seconds", type=float, default=0.0, help="SIGSTOP Redis this long")
+    p.add_argument("--stall-at", type=float, default=5.0, help="seconds into the streams")
     p.add_argument("--out-dir", help="default /tmp/fp-bench/streams-<timestamp>")
     a = p.parse_args(argv)
     if a.streams < 1 or a.seconds <= 0 or a.sample_ms <= 0:
@@ -102,20 +114,27 @@ def run(a: argparse.Namespace, run_dir: Path) -> int:
     cpu0 = fw.proc_cpu_s(pid)
 
     samples: list[tuple[float, int]] = []
+    hwm: list[tuple[float, int]] = []  # VmHWM: catches a peak between two samples
     stop = threading.Event()
 
     def sampler() -> None:
         t0 = time.time()
         while not stop.is_set():
             with contextlib.suppress(OSError):
-                samples.append((time.time() - t0, status_kib(pid)["VmRSS"]))
+                st = status_kib(pid)
+                samples.append((time.time() - t0, st["VmRSS"]))
+                hwm.append((time.time() - t0, st["VmHWM"]))
             stop.wait(a.sample_ms / 1000)
 
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
+    stall = Stall(b.procs["redis"]["popen"].pid, a.stall_at, a.stall_seconds)
     try:
+        if a.stall_seconds > 0:
+            stall.start()
         res = stream_load(b, a, a.streams, a.seconds)
     finally:
+        stall.finish()
         stop.set()
         th.join(5)
     cpu = fw.proc_cpu_s(pid) - cpu0
@@ -142,6 +161,7 @@ def run(a: argparse.Namespace, run_dir: Path) -> int:
         f"{peak_sampled * mib:.1f} MiB** (at {peak_t:.1f} s); VmHWM (kernel peak, whole life) "
         f"{end['VmHWM'] * mib:.1f} MiB; at the end {end['VmRSS'] * mib:.1f} MiB; "
         f"3 s later {after['VmRSS'] * mib:.1f} MiB",
+        *stall.report(samples, hwm),
         f"- Redis: calls sent {chk['sent']:,}, spans (sum of span_count over {chk['traces']:,} "
         f"traces) {chk['spans']:,}, span entries in fp:events {chk['span_entries']:,} (more: "
         f"replayed twice), spool files "
@@ -157,6 +177,7 @@ def run(a: argparse.Namespace, run_dir: Path) -> int:
                 "args": vars(a),
                 "load": res,
                 "rss_samples": samples,
+                "hwm_samples": hwm,
                 "base": base,
                 "end": end,
                 "after": after,
@@ -171,6 +192,58 @@ def run(a: argparse.Namespace, run_dir: Path) -> int:
     (run_dir / "report.md").write_text(md + "\n")
     print("\n" + md + f"\n\nraw: {run_dir / 'results.json'}", flush=True)
     return 0 if chk["ok"] and not res["error_count"] else 1
+
+
+class Stall(threading.Thread):
+    """Stops Redis (SIGSTOP) ``at`` seconds from start for ``seconds``, then continues it."""
+
+    def __init__(self, pid: int, at: float, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.at, self.seconds = pid, at, seconds
+        self.t0 = time.time()
+        self.stopped_at: float | None = None
+        self.continued_at: float | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        if self._done.wait(self.at):
+            return
+        os.kill(self.pid, signal.SIGSTOP)
+        self.stopped_at = time.time() - self.t0
+        self._done.wait(self.seconds)
+        self._continue()
+
+    def _continue(self) -> None:
+        if self.stopped_at is not None and self.continued_at is None:
+            os.kill(self.pid, signal.SIGCONT)
+            self.continued_at = time.time() - self.t0
+
+    def finish(self) -> None:
+        """Always leaves Redis running (also when the load failed)."""
+        self._done.set()
+        if self.is_alive():
+            self.join(5)
+        self._continue()
+
+    def report(self, samples: list[tuple[float, int]], hwm: list[tuple[float, int]]) -> list[str]:
+        if self.stopped_at is None or self.continued_at is None:
+            return []
+        jumps = [(t, b - a) for (_, a), (t, b) in itertools.pairwise(hwm) if b - a > 1024]
+        biggest = sorted(jumps, key=lambda j: -j[1])[:3]
+        during = [kib for t, kib in samples if self.stopped_at <= t <= self.continued_at]
+        replay = [kib for t, kib in samples if t > self.continued_at]
+        before = [kib for t, kib in samples if t < self.stopped_at]
+        peak = max(during, default=0) / 1024
+        return [
+            f"- **Redis stopped (SIGSTOP) from {self.stopped_at:.1f} s to {self.continued_at:.1f}"
+            f" s: peak RSS {peak:.1f} MiB during the stall**, {max(replay, default=0) / 1024:.1f}"
+            f" MiB after it (replay), {max(before, default=0) / 1024:.1f} MiB before it; VmHWM "
+            "rose most at "
+            + (
+                ", ".join(f"{t:.2f} s (+{d / 1024:.1f} MiB)" for t, d in biggest)
+                or "no point (< 1 MiB per sample)"
+            )
+        ]
 
 
 def verify(b: fw.Bench) -> dict[str, Any]:

@@ -12,6 +12,10 @@ seconds: ``cluster_state`` turns ``fail`` about 2-4 s after a kill; a master bac
 node timeout is never marked failed, and one back later is cleared 2 * node timeout after the
 failure was noticed.
 
+``replicas=1`` gives every master a replica (nodes ``masters`` .. ``2 * masters - 1``; the
+replica of master ``i`` is ``replica_of(i)``): a killed master is then replaced by its replica,
+which the other masters elect once the node timeout passed (a majority of masters must be up).
+
 Processes die with the test run (parent-death signal), also when pytest itself is killed.
 """
 
@@ -64,9 +68,12 @@ class LocalCluster:
     says which master serves a key, so a test can kill exactly the node it means to.
     """
 
-    def __init__(self, base_dir: Path, masters: int = 3, node_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self, base_dir: Path, masters: int = 3, node_timeout_ms: int = 2000, replicas: int = 0
+    ) -> None:
         self.base_dir = Path(base_dir)
         self.masters = masters
+        self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
         self.nodes: list[ClusterNode] = []
 
@@ -80,7 +87,7 @@ class LocalCluster:
         for attempt in range(START_ATTEMPTS):
             self.nodes = [
                 ClusterNode(port, self.base_dir / f"try{attempt}-{port}")
-                for port in cluster_ports(self.masters)
+                for port in cluster_ports(self.masters * (1 + self.replicas))
             ]
             try:
                 for node in self.nodes:
@@ -93,6 +100,8 @@ class LocalCluster:
                 if attempt == START_ATTEMPTS - 1:
                     raise
         self._create()
+        if self.replicas:
+            self._attach_replicas(deadline)
         self.wait_for_state("ok", deadline - time.monotonic())
         return self.url
 
@@ -101,8 +110,27 @@ class LocalCluster:
             _end(node, kill=False)
 
     def kill(self, index: int) -> None:
-        """SIGKILL master ``index``: its slots are down (no replica takes over)."""
+        """SIGKILL node ``index``: a master's slots are down until its replica (if any) takes
+        over, or until it is restarted."""
         _end(self.nodes[index], kill=True)
+
+    def replica_of(self, master: int, which: int = 0) -> int:
+        """The node index of master ``master``'s replica number ``which`` (as started)."""
+        if not 0 <= which < self.replicas:
+            raise ClusterError(f"the cluster has {self.replicas} replicas per master")
+        return self.masters + master * self.replicas + which
+
+    def wait_promoted(self, index: int, timeout: float = 20.0) -> None:
+        """Wait until node ``index`` is a master and every running node says ``ok``."""
+        deadline = time.monotonic() + timeout
+        eventually_blocking(
+            lambda: _role(self.nodes[index]),
+            until=lambda role: role == "master",
+            timeout=timeout,
+            what=f"node {self.nodes[index].address} promoted to master",
+            error=ClusterError,
+        )
+        self.wait_for_state("ok", max(deadline - time.monotonic(), 0))
 
     def restart(self, index: int, timeout: float = 20.0, *, wait: bool = True) -> None:
         """Start master ``index`` again on its port and ``nodes.conf``, then (``wait``) wait
@@ -122,7 +150,9 @@ class LocalCluster:
     ) -> None:
         """Wait until ``cluster_state`` is ``state`` ("ok" or "fail") on the given running nodes
         (all running nodes by default)."""
-        chosen = [self.nodes[i] for i in (indexes if indexes is not None else range(self.masters))]
+        chosen = [
+            self.nodes[i] for i in (indexes if indexes is not None else range(len(self.nodes)))
+        ]
         eventually_blocking(
             lambda: {node.address: _cluster_state(node) for node in chosen if node.running},
             until=lambda states: states and all(value == state for value in states.values()),
@@ -161,7 +191,7 @@ class LocalCluster:
         1 s sleep and 1 s polling (which made a start take 2-5 s instead of 2): an even share
         of the slots and its own config epoch per master, then one node meets the others."""
         share = SLOTS // self.masters
-        for index, node in enumerate(self.nodes):
+        for index, node in enumerate(self.nodes[: self.masters]):
             last = SLOTS if index == self.masters - 1 else (index + 1) * share
             with _client(node) as client:
                 client.execute_command("CLUSTER", "ADDSLOTS", *range(index * share, last))
@@ -170,10 +200,43 @@ class LocalCluster:
             for node in self.nodes[1:]:
                 client.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
 
+    def _attach_replicas(self, deadline: float) -> None:
+        """``CLUSTER REPLICATE`` each replica to its master once it has heard of it by gossip,
+        then wait until every replica has synced (its link to the master is up)."""
+        for master in range(self.masters):
+            with _client(self.nodes[master]) as client:
+                master_id = client.execute_command("CLUSTER", "MYID").decode()
+            for which in range(self.replicas):
+                replica = self.nodes[self.replica_of(master, which)]
 
-def start_cluster(base_dir: Path, masters: int = 3, node_timeout_ms: int = 2000) -> LocalCluster:
+                def replicate(node: ClusterNode = replica, target: str = master_id) -> bool:
+                    with _client(node) as client:
+                        client.execute_command("CLUSTER", "REPLICATE", target)
+                    return True
+
+                eventually_blocking(
+                    replicate,
+                    timeout=max(deadline - time.monotonic(), 0),
+                    interval=0.05,
+                    what=f"{replica.address} replicating master {master}",
+                    ignoring=(redis.ResponseError,),  # "Unknown node": gossip not there yet
+                    error=ClusterError,
+                )
+        for node in self.nodes[self.masters :]:
+            eventually_blocking(
+                lambda node=node: _link_up(node),  # type: ignore[misc]
+                timeout=max(deadline - time.monotonic(), 0),
+                interval=0.05,
+                what=f"replica {node.address} synced",
+                error=ClusterError,
+            )
+
+
+def start_cluster(
+    base_dir: Path, masters: int = 3, node_timeout_ms: int = 2000, replicas: int = 0
+) -> LocalCluster:
     """A started cluster (``cluster.url`` is its seed node); end it with ``cluster.stop()``."""
-    cluster = LocalCluster(base_dir, masters, node_timeout_ms)
+    cluster = LocalCluster(base_dir, masters, node_timeout_ms, replicas)
     try:
         cluster.start()
     except BaseException:
@@ -217,6 +280,22 @@ def _cluster_state(node: ClusterNode) -> str:
         if line.startswith("cluster_state:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+def _replication(node: ClusterNode) -> dict[str, object]:
+    try:
+        with _client(node) as client:
+            return dict(client.info("replication"))
+    except redis.RedisError:
+        return {}
+
+
+def _role(node: ClusterNode) -> str:
+    return str(_replication(node).get("role", "down"))
+
+
+def _link_up(node: ClusterNode) -> bool:
+    return _replication(node).get("master_link_status") == "up"
 
 
 def _wait_for_ping(node: ClusterNode, deadline: float) -> None:

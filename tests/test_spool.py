@@ -185,3 +185,52 @@ def test_orphan_temp_file_is_removed(tmp_path: Path) -> None:
     (tmp_path / ".spool-1-dead.tmp").write_bytes(b"")
     Spool(tmp_path).claim_orphans()
     assert list(tmp_path.iterdir()) == []
+
+
+def big_records(count: int, start: int = 0) -> list[dict[str, Any]]:
+    """Records of about 64 KiB each: four of them make one write chunk."""
+    return [{"id": f"r{i}", "text": "x" * (64 << 10)} for i in range(start, start + count)]
+
+
+def test_a_big_spill_is_written_in_bounded_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 records of 64 KiB (a full queue of big spans, in small) go out in writes of about
+    256 KiB, never as one 2.5 MiB buffer, and all of them replay in order."""
+    spool = Spool(tmp_path)
+    writes: list[int] = []
+    real_write = spool_module._write_all
+
+    def counting_write(fd: int, data: bytes) -> None:
+        writes.append(len(data))
+        real_write(fd, data)
+
+    monkeypatch.setattr(spool_module, "_write_all", counting_write)
+    spool.append(big_records(40))
+    assert len(writes) >= 10
+    assert max(writes) <= spool_module._WRITE_CHUNK + (65 << 10)
+    assert drain(spool) == [f"r{i}" for i in range(40)]
+
+
+def test_a_disk_failing_midway_through_a_big_spill_leaves_none_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second chunk fails: the first chunk's lines are cut off too, so the append is all or
+    nothing (the writer counts all of its records dropped) and the next append is clean."""
+    spool = Spool(tmp_path)
+    spool.append(records(2))
+    real_write = spool_module._write_all
+    calls = {"n": 0}
+
+    def failing_second(fd: int, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(fd, data)
+
+    monkeypatch.setattr(spool_module, "_write_all", failing_second)
+    with pytest.raises(OSError, match="No space left"):
+        spool.append(big_records(12, start=2))
+    monkeypatch.undo()
+    spool.append(records(1, start=99))
+    assert drain(spool) == ["r0", "r1", "r99"]

@@ -446,3 +446,28 @@ async def test_a_record_the_store_rejects_does_not_stall_the_others(
     assert set(await store.stored()) == set(record_ids(6))
     assert writer.dropped == 1
     assert writer.redis_ok
+
+
+async def test_while_redis_is_away_memory_holds_one_batch_at_most(
+    make_store: MakeStore, make_writer: MakeWriter, silent_url: str
+) -> None:
+    """Once a write has failed, records are headed for the spool: the queue keeps one batch at
+    most (not the 10,000 of a healthy Redis's bound), while a retry hangs on the silent
+    server; all of them are written once Redis answers again."""
+    store = make_store()
+    store.point_at(silent_url)
+    writer = make_writer(store, max_queue=10_000, batch_size=32)
+    await writer.start()
+    writer.submit(records(1)[0])
+    await writer.wait_until(lambda: not writer.redis_ok, 5)  # the first write timed out
+    store.attempted.clear()
+    await asyncio.wait_for(store.attempted.wait(), 5)  # a retry hangs on the silent server
+    depths = []
+    for record in records(3000, start=1):
+        writer.submit(record)
+        depths.append(writer.queue_depth)
+    assert max(depths) <= 32
+    assert writer.dropped == 0
+    store.point_at(store.real_url)
+    await writer.wait_idle(10)
+    assert set(await store.stored()) == set(record_ids(3001))

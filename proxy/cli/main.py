@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -143,7 +144,31 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+# The exit status of a Unix tool killed by SIGPIPE (128 + 13), which shells report for
+# ``cat big | head`` too; Python ignores SIGPIPE, so it sees BrokenPipeError instead.
+BROKEN_PIPE_EXIT = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; ``... | head`` ends quietly with BROKEN_PIPE_EXIT, never a traceback."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT
+
+
+def _silence_stdout() -> None:
+    """The reader is gone: point stdout at /dev/null so the exit's flush fails no more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a descriptor (captured): nothing to flush
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _admin_settings(args) if _is_admin(args) else settings_from_args(args)

@@ -38,10 +38,12 @@ class Call:
         "_fallback_ids",
         "attributes",
         "context",
+        "disconnected",
         "error",
         "feedback_error",
         "feedback_status",
         "feedback_task",
+        "head_sent",
         "method",
         "path",
         "recorder",
@@ -68,6 +70,8 @@ class Call:
         self.feedback_status: str | None = None
         self.feedback_error: str | None = None
         self._fallback_ids: tuple[str, str] | None = None
+        self.head_sent = False  # the response head went out to the client
+        self.disconnected: str | None = None  # when the client left: before or during the answer
 
     @classmethod
     def begin(cls, request: web.Request) -> Call:
@@ -105,9 +109,11 @@ class Call:
         self.error = "upstream_timeout" if timeout else "upstream_broken"
         self.upstream_error = "read_timeout" if timeout else MID_STREAM_BREAK
 
-    def cancelled(self) -> None:
-        """The client went away before the call finished."""
+    def cancelled(self, stage: str) -> None:
+        """The client went away before the call finished; ``stage`` says whether it had the
+        answer's head already (counted in ``feedback_proxy_client_disconnects_total``)."""
         self.error = "client_disconnected"
+        self.disconnected = stage
 
     async def settle_feedback(self) -> None:
         """Wait for the feedback merge started with the call (bounded by the writer timeout)."""
@@ -175,6 +181,7 @@ class Call:
             ttft=ttft,
             usage=span["usage"] if span is not None else None,
             error=self.upstream_error,
+            disconnected=self.disconnected,
         )
 
     def _log(self) -> None:

@@ -25,6 +25,7 @@ from proxy.gateway.call import Call
 from proxy.gateway.headers import downstream_headers, upstream_headers
 from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.gateway.upstream import Route, translate_errors
+from proxy.metrics.calls import BEFORE_RESPONSE, DURING_RESPONSE
 from proxy.recording.recorder import Recorder
 from proxy.tracing.context import TraceContext, parse_trace_context
 
@@ -49,7 +50,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         call.fail(error)
         return await call.error_response(error, services)
     except asyncio.CancelledError:
-        call.cancelled()
+        call.cancelled(DURING_RESPONSE if call.head_sent else BEFORE_RESPONSE)
         raise
     finally:
         call.finish(services)
@@ -135,7 +136,14 @@ async def _stream_back(
     call.add_trace_headers(response.headers, services)
     if upstream.content_length is not None:
         response.content_length = upstream.content_length
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except ConnectionError:
+        # The client reset or closed its connection in the same loop turn as the upstream's
+        # head arrived (aiohttp cancels the handler only a turn later): it left, as below.
+        call.cancelled(BEFORE_RESPONSE)
+        return response  # aiohttp's own write_eof on it fails quietly (it expects this)
+    call.head_sent = True
     try:
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
@@ -143,12 +151,15 @@ async def _stream_back(
     except MID_STREAM_ERRORS as exc:
         # aiohttp reports a client gone mid-write as a ClientConnectionError too.
         if request.transport is None or request.transport.is_closing():
-            call.cancelled()
+            call.cancelled(DURING_RESPONSE)
         else:
             call.broken(exc)
             request.transport.abort()  # no clean end of body: the break stays visible
         return response
-    await response.write_eof()
+    try:
+        await response.write_eof()
+    except ConnectionError:
+        call.cancelled(DURING_RESPONSE)
     return response
 
 

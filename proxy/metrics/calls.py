@@ -39,6 +39,9 @@ _ERROR_KINDS = {
 }
 MID_STREAM_BREAK = "mid_stream_break"
 UPSTREAM_ERROR_KINDS = (*_ERROR_KINDS.values(), MID_STREAM_BREAK)
+# When a client left before its call finished: before the answer's head, or during the body.
+BEFORE_RESPONSE = "before_response"
+DURING_RESPONSE = "during_response"
 
 # A snapshot family: rows of [label values, numbers]; numbers add up across processes.
 Rows = list[list[Any]]
@@ -107,11 +110,12 @@ class ModelLabels:
 class CallMetrics:
     """Counts of this process's proxied calls; ``observe`` runs once per call."""
 
-    __slots__ = ("_errors", "_series", "model_label")
+    __slots__ = ("_disconnects", "_errors", "_series", "model_label")
 
     def __init__(self, max_models: int = MAX_MODELS) -> None:
         self._series: dict[tuple[str, str, int | None], _Series] = {}
         self._errors: dict[tuple[str, str], int] = {}
+        self._disconnects: dict[tuple[str, str], int] = {}  # (upstream, stage): two stages
         self.model_label = ModelLabels(max_models)
 
     def observe(
@@ -124,6 +128,7 @@ class CallMetrics:
         ttft: float | None,
         usage: Usage | None,
         error: str | None,
+        disconnected: str | None = None,
     ) -> None:
         """One finished call. ``upstream`` is ``""`` when the call was never routed,
         ``status`` None when no answer was sent (the client left first)."""
@@ -139,6 +144,9 @@ class CallMetrics:
             series.output_tokens += usage.get("output_tokens") or 0
         if error is not None:
             self._errors[(upstream, error)] = self._errors.get((upstream, error), 0) + 1
+        if disconnected is not None:
+            key2 = (upstream, disconnected)
+            self._disconnects[key2] = self._disconnects.get(key2, 0) + 1
 
     def snapshot(self) -> dict[str, Rows]:
         """Plain data (JSON-able) of every family, for rendering or for other processes."""
@@ -158,6 +166,7 @@ class CallMetrics:
             "ttft": [[list(labels), numbers] for labels, numbers in ttft.items()],
             "tokens": [[list(labels), [count]] for labels, count in tokens.items()],
             "upstream_errors": [[list(labels), [n]] for labels, n in self._errors.items()],
+            "client_disconnects": [[list(k), [n]] for k, n in self._disconnects.items()],
         }
 
 

@@ -105,6 +105,13 @@ def families(merged: Merged, processes: int) -> Iterator[Metric]:
         ["upstream", "kind"],
         merged.get("upstream_errors", {}),
     )
+    yield _counter(
+        "feedback_proxy_client_disconnects",
+        "Clients that left before their call finished, by stage: before_response (the "
+        "answer's head never reached them) or during_response.",
+        ["upstream", "stage"],
+        merged.get("client_disconnects", {}),
+    )
     yield from _writer_families(merged)
     yield from _feedback_families(merged.get("feedback", {}))
     yield GaugeMetricFamily(

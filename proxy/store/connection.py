@@ -49,6 +49,12 @@ if TYPE_CHECKING:
 # (``redis.max_connections`` commands in flight, each on at most one connection per node).
 CLUSTER_MAX_CONNECTIONS = 10_000
 DEFAULT_MAX_CONNECTIONS = 128
+# How long one command (or one cluster topology refresh) may take before Redis counts as away.
+# The record path has its own, shorter bounds (writer.write_timeout); this one is what an admin
+# request waits on a hung server (one that accepts connections and never answers, e.g.
+# SIGSTOPped) before its 503: under 2 s. A command that takes longer on a working Redis is
+# far outside what the proxy sends (each is O(page) or a short script).
+COMMAND_TIMEOUT = 1.5
 
 
 class _HiredisPacking:
@@ -143,7 +149,7 @@ class WaitingConnectionPool(ConnectionPool):
 
 
 def connect(
-    url: str, timeout: float = 2.0, max_connections: int = DEFAULT_MAX_CONNECTIONS
+    url: str, timeout: float = COMMAND_TIMEOUT, max_connections: int = DEFAULT_MAX_CONNECTIONS
 ) -> aioredis.Redis:
     """A client that fails fast: no retries, short timeouts (the writer decides what to do).
 
@@ -215,11 +221,30 @@ class FailFastCluster(RedisCluster):
     answers" (``/readyz``) means that every slot can be written, not just one node's.
     """
 
+    init_timeout: float = COMMAND_TIMEOUT  # set by connect_cluster
+
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        """Load the slot map, bounded as one command is: redis-py asks the known nodes one
+        after the other, each up to the socket timeout, so against hung nodes (after the first
+        failed command every next command reloads the map first) an admin request took
+        nodes x timeout (6 s on three masters) instead of one timeout."""
         try:
-            return await super().initialize(*args, **kwargs)
+            async with asyncio.timeout(self.init_timeout):
+                return await super().initialize(*args, **kwargs)
         except RedisClusterException as exc:
             raise ClusterUnreachable(str(exc)) from exc
+        except TimeoutError:
+            raise ClusterUnreachable(
+                f"no cluster node answered within {self.init_timeout:g} s"
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close every node's connections, also after a failure marked the slot map stale:
+        redis-py's ``aclose`` does nothing then (it reads the "reload the map" flag as "never
+        connected"), which leaked the connections of a client closed during an outage."""
+        await super().aclose()
+        await self.nodes_manager.aclose()
+        await self.nodes_manager.aclose("startup_nodes")
 
     async def ping(self, **kwargs: Any) -> Any:
         kwargs.setdefault("target_nodes", RedisCluster.PRIMARIES)
@@ -241,18 +266,29 @@ class FailFastCluster(RedisCluster):
 
 
 class _GatedPipeline(ClusterPipeline):
-    """A cluster pipeline that holds one of the client's gate slots while it executes."""
+    """A cluster pipeline that holds one of the client's gate slots while it executes, and
+    that reloads the slot map after a node failed.
+
+    redis-py's cluster pipeline reloads the map only on a retry, and the proxy allows none: a
+    pipeline that failed on a dead master kept going to its address after its replica had
+    taken over, so the writer's spool never replayed. A single command marks the map stale
+    on such a failure; a pipeline now does too (the next command or pipeline reloads it,
+    bounded by ``FailFastCluster.initialize``)."""
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         gate = getattr(self.cluster_client, "gate", None)
-        if gate is None:
-            return await super().execute(raise_on_error, allow_redirections)
-        async with gate.slot():
-            return await super().execute(raise_on_error, allow_redirections)
+        try:
+            if gate is None:
+                return await super().execute(raise_on_error, allow_redirections)
+            async with gate.slot():
+                return await super().execute(raise_on_error, allow_redirections)
+        except RedisCluster.ERRORS_ALLOW_RETRY:
+            self.cluster_client._initialize = True  # as RedisCluster.execute_command does
+            raise
 
 
 def connect_cluster(
-    url: str, timeout: float = 2.0, max_connections: int = DEFAULT_MAX_CONNECTIONS
+    url: str, timeout: float = COMMAND_TIMEOUT, max_connections: int = DEFAULT_MAX_CONNECTIONS
 ) -> FailFastCluster:
     """A Redis Cluster client from one seed node's URL, as fail-fast as ``connect``.
 
@@ -278,10 +314,11 @@ def connect_cluster(
     for node in client.startup_nodes:
         node.connection_class = kwargs["connection_class"]
     client.gate = CommandGate(max_connections, timeout)
+    client.init_timeout = timeout
     return client
 
 
-def connect_to(settings: RedisSettings, timeout: float = 2.0) -> aioredis.Redis:
+def connect_to(settings: RedisSettings, timeout: float = COMMAND_TIMEOUT) -> aioredis.Redis:
     """The client ``redis.url`` and ``redis.cluster`` ask for.
 
     A ``RedisCluster`` is not a ``redis.asyncio.Redis`` subclass, but it answers every command

@@ -27,6 +27,7 @@ from redis.exceptions import (
 )
 
 from proxy.config import ReviewRule
+from proxy.core.bounded import BoundedSet
 from proxy.core.records import (
     FeedbackRecord,
     Record,
@@ -73,7 +74,11 @@ from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 from proxy.store.trace_read import assemble_trace
 
 EVENTS_MAXLEN = 100_000
-REGISTRY_CACHE = 50_000
+# Per-process caches (proxy/core/bounded.py): how many index names this process remembers having
+# put in the registry, and how many (dataset, trace) review rows it remembers having written.
+# ~150 bytes an entry, so under 1 MiB each; a forgotten entry costs one idempotent command.
+REGISTRY_CACHE = 4096
+REVIEWED_CACHE = 4096
 
 
 # Error replies that mean Redis cannot take writes now (full, busy, loading, failing over),
@@ -162,9 +167,10 @@ class RedisStore:
         self._shas: dict[str, str] = {}
         self._upstream_prefix = keys.index("upstream", "")
         # Index keys this process has put in the registry, so each is sent once, not with every
-        # span; cleared past REGISTRY_CACHE entries (sessions and users are many).
-        self._registered: set[str] = set()
-        self._reviewed: set[tuple[str, str]] = set()  # (dataset, trace) rows known to exist
+        # span; the oldest are forgotten past REGISTRY_CACHE (sessions and users are many).
+        self._registered: BoundedSet[str] = BoundedSet(REGISTRY_CACHE)
+        # (dataset, trace) review rows known to exist; the oldest forgotten past REVIEWED_CACHE
+        self._reviewed: BoundedSet[tuple[str, str]] = BoundedSet(REVIEWED_CACHE)
         # Span batches skip redis-py's per-reply machinery on a single server (resp_pipe.py).
         self._resp = pipe_for(client)
         self._time_index = keys.index_by_time
@@ -394,8 +400,6 @@ class RedisStore:
             self._note_dimension_values(pipe, new)
         if len(pipe):
             await pipe.execute()
-        if len(self._registered) + len(new) > REGISTRY_CACHE:
-            self._registered.clear()
         self._registered.update(new)
 
     def _note_dimension_values(self, pipe: Any, names: list[str]) -> None:
@@ -504,8 +508,6 @@ class RedisStore:
             return  # added by this process already: a trace is in a dataset once
         if not await self._client.hexists(self._keys.dataset_rows(dataset), trace_id):
             await self._write_review_row(dataset, trace_id)
-        if len(self._reviewed) > REGISTRY_CACHE:
-            self._reviewed.clear()
         self._reviewed.add((dataset, trace_id))
 
     async def _write_review_row(self, dataset: str, trace_id: str) -> None:

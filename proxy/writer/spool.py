@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -35,6 +35,7 @@ from proxy.core.records import Record
 SPOOL_GLOB = "spool-*.jsonl"
 TEMP_GLOB = ".spool-*.tmp"
 _READ_CHUNK = 1 << 20
+_WRITE_CHUNK = 256 << 10  # bytes of JSON lines encoded and written at a time
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
 
 
@@ -95,15 +96,21 @@ class Spool:
 
         Raises ``OSError`` when the disk refuses the write; then none of them was spooled.
         """
-        data, unencodable = _encode(records)
-        if data:
-            segment = self._own or self._open_own()
-            try:
-                _write_all(segment.fd, data)
-            except OSError:
-                self._roll_back(segment)
-                raise
-            segment.size += len(data)
+        segment: _Segment | None = None
+        written = unencodable = 0
+        try:
+            for data, bad in _encoded_chunks(records):
+                unencodable += bad
+                if data:
+                    segment = segment or self._own or self._open_own()
+                    _write_all(segment.fd, data)
+                    written += len(data)
+        except OSError:
+            if segment is not None:
+                self._roll_back(segment)  # none of them spooled: no partial append stays
+            raise
+        if segment is not None:
+            segment.size += written
         return unencodable
 
     def read_batch(self, limit: int) -> SpoolBatch:
@@ -261,12 +268,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _encode(records: Sequence[Record]) -> tuple[bytes, int]:
+def _encoded_chunks(records: Sequence[Record]) -> Iterator[tuple[bytes, int]]:
+    """The records as JSON lines, in writes of about ``_WRITE_CHUNK`` bytes, each with how
+    many records could not be encoded: a full queue (10,000 spans) spills without ever
+    holding all of its lines, and their join, in memory at once."""
     lines: list[bytes] = []
+    size = bad = 0
     for record in records:
-        with contextlib.suppress(orjson.JSONEncodeError):
-            lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-    return b"".join(lines), len(records) - len(lines)
+        try:
+            line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:
+            bad += 1
+            continue
+        lines.append(line)
+        size += len(line)
+        if size >= _WRITE_CHUNK:
+            yield b"".join(lines), bad
+            lines, size, bad = [], 0, 0
+    if lines or bad:
+        yield b"".join(lines), bad
 
 
 def _decode(lines: list[bytes]) -> tuple[list[Record], int]:

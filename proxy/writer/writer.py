@@ -105,8 +105,14 @@ class Writer:
         self._task = asyncio.create_task(self._run(), name="proxy-writer")
 
     def submit(self, record: Record) -> None:
-        """Hand a record over: O(1), never blocks, never raises (a full queue spills to disk)."""
-        if len(self._queue) >= self._max_queue:
+        """Hand a record over: O(1), never blocks, never raises (a full queue spills to disk).
+
+        While Redis is away the queue holds one batch at most before it spills: the records
+        are headed for the spool anyway, and a stall of seconds at hundreds of calls a second
+        would otherwise keep thousands of span records in memory while each retry waits out
+        ``write_timeout`` (RSS during a stall grew by the whole backlog)."""
+        limit = self._max_queue if self._redis_ok else self._batch_size
+        if len(self._queue) >= limit:
             self._spill(record)
             return
         self._queue.append(record)

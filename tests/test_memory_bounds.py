@@ -1,0 +1,112 @@
+"""Every in-process cache that traffic can grow has a bound, and hitting the bound loses nothing:
+what reaches Redis is the same as with an unbounded cache (a forgotten entry only costs one
+idempotent command)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from proxy.config import ReviewRule
+from proxy.core.bounded import BoundedSet
+from proxy.feedback.model_lookup import REMEMBERED_TRACES, RecentModels
+from proxy.metrics.calls import MAX_MODELS, CallMetrics
+from proxy.metrics.feedback import FeedbackCounts
+from proxy.store import redis_store
+from proxy.store.keys import Keys
+from proxy.store.redis_store import REGISTRY_CACHE, REVIEWED_CACHE, RedisStore
+from tests.factories import feedback, span_record
+
+
+def test_a_bounded_set_forgets_its_oldest_items_past_capacity() -> None:
+    seen: BoundedSet[str] = BoundedSet(3)
+    for name in ["a", "b", "c", "b", "d", "e"]:
+        seen.add(name)
+    assert len(seen) == 3
+    assert [n for n in "abcde" if n in seen] == ["c", "d", "e"]
+    with pytest.raises(ValueError, match="capacity"):
+        BoundedSet(0)
+
+
+def test_the_store_caches_have_documented_bounds_of_a_few_thousand() -> None:
+    """The bounds docs/reference.md §9 names; ~150 bytes an entry keeps each under 1 MiB."""
+    assert REGISTRY_CACHE == 4096
+    assert REVIEWED_CACHE == 4096
+    assert REMEMBERED_TRACES == 10_000
+
+
+def test_recent_models_keep_the_last_traces_only() -> None:
+    recent = RecentModels(capacity=50)
+    for i in range(500):
+        recent.remember(f"t{i}", "gpt-4o")
+    assert recent.models_of("t0") == set()
+    assert recent.models_of("t499") == {"gpt-4o"}
+    assert len(recent._models) == 50
+
+
+def test_call_metric_series_stay_bounded_whatever_models_clients_name() -> None:
+    """Model names come from request bodies: past MAX_MODELS distinct ones they count as
+    "other", so the series are upstreams x (MAX_MODELS + 2) x statuses at most."""
+    metrics = CallMetrics()
+    for i in range(5 * MAX_MODELS):
+        metrics.observe(upstream="openai", model=f"model-{i}", status=200, duration=0.1,
+                        ttft=None, usage=None, error=None)  # fmt: skip
+    rows = metrics.snapshot()["calls"]
+    assert len(rows) == MAX_MODELS + 1
+    assert ["openai", "other", "200"] in [labels for labels, _ in rows]
+    counts = FeedbackCounts()
+    for i in range(5 * MAX_MODELS):
+        counts.add({"attributes": {"user_feedback": "negative"}}, None, f"m{i}")  # type: ignore[typeddict-item]
+    assert len(counts.snapshot()) == MAX_MODELS + 1
+
+
+on_both_backends = pytest.mark.redis_backends  # these run on a single Redis and on a Cluster
+
+
+@pytest.fixture
+async def small_store(
+    redis_client: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RedisStore]:
+    """A store whose caches hold 8 entries, so a test can go far past them."""
+    monkeypatch.setattr(redis_store, "REGISTRY_CACHE", 8)
+    monkeypatch.setattr(redis_store, "REVIEWED_CACHE", 8)
+    rules = (ReviewRule(dataset="review", when={"user_feedback": "negative"}),)
+    store = RedisStore(redis_client, keys, retention_days=30, review_rules=rules)
+    yield store
+    await store.close()
+
+
+@on_both_backends
+async def test_new_session_ids_past_the_registry_bound_are_all_registered(
+    small_store: RedisStore, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """60 sessions through a cache of 8: the cache stays at 8, and every session's index is
+    in the registry (the prune finds it) and lists its trace."""
+    for i in range(60):
+        await small_store.write_batch([span_record(f"tr-{i}", session_id=f"sess-{i}")])
+    assert len(small_store._registered) == 8
+    registry = {m.decode() for m in await redis_client.smembers(keys.index_registry)}
+    for i in range(60):
+        index = keys.index("session", f"sess-{i}")
+        assert index in registry
+        assert await redis_client.zscore(index, f"tr-{i}") is not None
+    # an evicted name coming back is registered again, harmlessly
+    await small_store.write_batch([span_record("tr-again", session_id="sess-0")])
+    assert await redis_client.zscore(keys.index("session", "sess-0"), "tr-again") is not None
+
+
+@on_both_backends
+async def test_review_rows_past_the_cache_bound_are_each_added_once(
+    small_store: RedisStore,
+) -> None:
+    """30 thumbs-down traces, each voted twice, through a cache of 8: one row per trace."""
+    for i in range(30):
+        await small_store.write_batch([span_record(f"tr-{i}")])
+    for _ in range(2):
+        for i in range(30):
+            await small_store.merge_feedback(feedback(f"tr-{i}", user_feedback="negative"))
+    assert len(small_store._reviewed) == 8
+    rows = await small_store.dataset_rows("review")
+    assert sorted(r["trace_id"] for r in rows) == sorted(f"tr-{i}" for i in range(30))

@@ -211,3 +211,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "limit": ("limit", parse_limit),
     "cursor": ("cursor", _cursor),
 }
+
+
+def trace_list_names() -> frozenset[str]:
+    """Every parameter ``parse_trace_list`` takes: the Monitor page names its filter controls
+    after them, and shows a control only when the API has its filter."""
+    return frozenset(_PARSERS) | {"tag"}

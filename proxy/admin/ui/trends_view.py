@@ -1,0 +1,81 @@
+"""``/ui/trends``: satisfaction over time, from the counters of ``GET /api/stats/feedback``
+(same parameters, parsed by that route's ``parse_stats_query``), charted on the server; and
+the agreement of an evaluator score with user votes when the services offer it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from proxy.admin.api.stats import parse_stats_query
+from proxy.admin.params import InvalidParameter
+from proxy.admin.services import ADMIN, AdminServices
+from proxy.admin.ui.charts import trend_charts
+from proxy.admin.ui.forms import filled
+from proxy.admin.ui.render import page
+from proxy.store.stats import GROUP_DIMENSIONS, StatsQuery
+
+_AGREEMENT_PARAMS = ("score", "threshold")
+_OPTIONAL_COLUMNS = ("calls", "cost_usd", "regenerated", "stopped")
+
+
+async def trends_page(request: web.Request) -> web.Response:
+    services = request.app[ADMIN]
+    params = filled(request.query.items(), drop=_AGREEMENT_PARAMS)
+    context: dict[str, Any] = {
+        "params": {name: values[0] for name, values in params.items()},
+        "group_options": group_options(services),
+        "score": request.query.get("score", "").strip(),
+        "threshold": request.query.get("threshold", "").strip(),
+        "agreement_offered": agreement_source(services) is not None,
+        "charts": [],
+        "buckets": [],
+        "columns": [],
+        "error": None,
+        "agreement": None,
+    }
+    try:
+        query = parse_stats_query(params, now_ms=int(time.time() * 1000))
+        buckets = await services.stats.query(query)
+        agreement = await read_agreement(services, query, context["score"], context["threshold"])
+    except InvalidParameter as refused:
+        context["error"] = refused.message
+        return page("trends.html", request, context, status=400)
+    context.update(
+        query=query,
+        buckets=buckets,
+        charts=trend_charts(buckets, query.group_by),
+        columns=[c for c in _OPTIONAL_COLUMNS if any(c in row for row in buckets)],
+        agreement=agreement,
+    )
+    return page("trends.html", request, context)
+
+
+def group_options(services: AdminServices) -> list[str]:
+    """``group_by`` values the stats route takes: model, upstream, and ``attributes.<key>``
+    for the configured ``stats.dimensions`` (when this build has them)."""
+    stats_settings = getattr(services.settings, "stats", None)
+    dimensions = getattr(stats_settings, "dimensions", ()) or ()
+    return [*GROUP_DIMENSIONS, *(f"attributes.{key}" for key in dimensions)]
+
+
+def agreement_source(services: AdminServices) -> Any:
+    """The evaluator-agreement service, when this build has one (``services.agreement``)."""
+    return getattr(services, "agreement", None)
+
+
+async def read_agreement(
+    services: AdminServices, query: StatsQuery, score: str, threshold: str
+) -> dict[str, Any] | None:
+    """``GET /api/stats/agreement``'s answer for ``score`` over the page's time range, or
+    None when no score is asked for or the build has no agreement service."""
+    source = agreement_source(services)
+    if source is None or not score:
+        return None
+    params = {"score": [score], "since": [str(query.since_ms)], "until": [str(query.until_ms)]}
+    if threshold:
+        params["threshold"] = [threshold]
+    answer: dict[str, Any] = await source.query_params(params)
+    return answer

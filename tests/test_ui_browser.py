@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 WIDTH = 1280
+TALL = frozenset({"trace", "trends", "trends-by-model"})  # whole-page screenshots
 
 
 @dataclass
@@ -250,7 +251,7 @@ async def test_screenshots_of_every_view(monitor: Monitor, reviewer: Page) -> No
         response = await page.goto(monitor.origin + path)
         assert response is not None
         assert response.status == 200, path
-        await page.screenshot(path=str(target / f"{name}.png"), full_page=True)
+        await page.screenshot(path=str(target / f"{name}.png"), full_page=name in TALL)
     login = await (await monitor.context()).new_page()
     await login.goto(monitor.origin + "/ui/traces")
     await login.screenshot(path=str(target / "sign-in.png"))

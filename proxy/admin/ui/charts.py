@@ -77,7 +77,10 @@ def _plot_y(value: float, top: float) -> float:
 
 
 def _ticks(top: float, fmt: Callable[[float], str]) -> list[tuple[float, str]]:
-    return [(_plot_y(top * i / 4, top), fmt(top * i / 4)) for i in range(5)]
+    """Gridlines at round steps: fifths of the top (quarters when it starts with a 2)."""
+    leading = top / 10 ** math.floor(math.log10(top))
+    steps = 4 if round(leading, 6) == 2 else 5
+    return [(_plot_y(top * i / steps, top), fmt(top * i / steps)) for i in range(steps + 1)]
 
 
 def _x_labels(labels: Sequence[str]) -> list[tuple[float, str]]:

@@ -17,7 +17,9 @@ import orjson
 LONG_CHARS = 600
 LONG_LINES = 12
 PREVIEW_CHARS = 160
-TIMELINE_WIDTH = 1000.0  # viewBox units of the timeline's bar area
+TIMELINE_WIDTH = 1000.0  # viewBox width of the timeline
+TIMELINE_LABELS = 170.0  # the left part of it, where each span's number and model go
+_BARS = TIMELINE_WIDTH - TIMELINE_LABELS - 10
 
 
 def fmt_time(iso: Any) -> str:
@@ -158,7 +160,7 @@ class TimelineRow:
     offset_ms: float
     duration_ms: float | None
     ttft_ms: float | None
-    x: float  # bar geometry in viewBox units (0..TIMELINE_WIDTH)
+    x: float  # bar geometry in viewBox units (TIMELINE_LABELS..TIMELINE_WIDTH)
     width: float
     ttft_x: float | None
     failed: bool
@@ -173,7 +175,7 @@ def timeline(spans: Sequence[Mapping[str, Any]]) -> list[TimelineRow]:
         (start or first) - first + _number(span.get("duration_ms"))
         for start, span in zip(starts, spans, strict=True)
     ]
-    scale = TIMELINE_WIDTH / max([*ends, 1.0])
+    scale = _BARS / max([*ends, 1.0])
     return [
         _row(span, (start or first) - first, scale)
         for start, span in zip(starts, spans, strict=True)
@@ -189,11 +191,16 @@ def _row(span: Mapping[str, Any], offset: float, scale: float) -> TimelineRow:
         offset_ms=offset,
         duration_ms=duration,
         ttft_ms=ttft,
-        x=offset * scale,
+        x=TIMELINE_LABELS + offset * scale,
         width=max((duration or 0) * scale, 2.0),
-        ttft_x=None if ttft is None else (offset + ttft) * scale,
+        ttft_x=None if ttft is None else TIMELINE_LABELS + (offset + ttft) * scale,
         failed=bool(span.get("error")) or not isinstance(status, int) or status >= 400,
     )
+
+
+def timeline_span_ms(rows: Sequence[TimelineRow]) -> float:
+    """From the first span's start to the last span's end: the timeline's axis."""
+    return max((row.offset_ms + (row.duration_ms or 0) for row in rows), default=0.0)
 
 
 def _epoch_ms(iso: Any) -> float | None:
@@ -223,4 +230,5 @@ FILTERS = {
     "preview": preview,
     "messages": messages,
     "tool_calls": tool_calls,
+    "timeline_span_ms": timeline_span_ms,
 }

@@ -68,6 +68,8 @@ async def _render(
         "notice_dataset": dataset if DATASET_NAME.fullmatch(dataset) else None,
         "datasets": [d["name"] for d in datasets],
         "sources": column_sources(trace),
+        "categories": sorted(request.app[ADMIN].feedback_rules.categories),
+        "reasons": sorted(request.app[ADMIN].feedback_rules.reasons),
         "column_rows": form.pop("column_rows", default_column_rows()),
         "feedback_form": form.pop("feedback_form", {}),
         "dataset_value": form.pop("dataset_value", ""),

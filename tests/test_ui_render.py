@@ -19,7 +19,7 @@ from proxy.admin.ui.forms import (
     feedback_body,
     filled,
 )
-from proxy.admin.ui.present import messages, pretty_json, timeline, tool_calls
+from proxy.admin.ui.present import messages, pretty_json, span_inputs, timeline, tool_calls
 from proxy.admin.ui.routes import mount_ui
 from proxy.store.stats import StatsQuery
 
@@ -53,6 +53,7 @@ def _trace(**extra: Any) -> dict[str, Any]:
 def _render_trace(trace: dict[str, Any]) -> str:
     context = {
         **SHARED, "trace": trace, "timeline": timeline(trace["spans"]), "notice": None,
+        "inputs": span_inputs(trace["spans"]),
         "notice_dataset": None, "datasets": [], "sources": [], "column_rows": [("", "")],
         "feedback_form": {}, "dataset_value": "", "categories": [], "reasons": [],
     }  # fmt: skip
@@ -188,3 +189,21 @@ def test_forms_become_the_apis_inputs() -> None:
     assert annotation_text({"text": "hi"}) == "hi"
     assert annotation_text(None) == ""
     assert annotation_from_text(annotation_text({"x": 1})) == {"x": 1}
+
+
+def test_a_conversation_shows_each_message_once() -> None:
+    """A chat resends its history: later spans show a message already shown (in an input, or
+    as an answer) as one line pointing at the span that shows it."""
+    system = {"role": "system", "content": "be brief"}
+    first = {"role": "user", "content": "one"}
+    spans = [
+        {"span_id": "a", "input": {"messages": [system, first]}, "output": {"text": "1"}},
+        {"span_id": "b", "input": {"messages": [system, first,
+                                               {"role": "assistant", "content": "1"},
+                                               {"role": "user", "content": "two"}]}},
+    ]  # fmt: skip
+    shown = span_inputs(spans)
+    assert [m.role for m in shown[0]] == ["system", "user"]  # type: ignore[union-attr]
+    repeat, new = shown[1]
+    assert (repeat.count, repeat.span_index, repeat.span_id) == (3, 1, "a")  # type: ignore[union-attr]
+    assert new.parts[0].text == "two"  # type: ignore[union-attr]

@@ -133,6 +133,44 @@ def _part(item: Any) -> Part:
 
 
 @dataclass(frozen=True, slots=True)
+class Repeat:
+    """Messages shown in full in an earlier span (a chat resends its history every call)."""
+
+    count: int
+    span_index: int  # 1-based: the span where the first of them was shown
+    span_id: str
+
+
+def span_inputs(spans: Sequence[Mapping[str, Any]]) -> list[list[Message | Repeat]]:
+    """Each span's input messages, where a message an earlier span showed (in its input, or
+    as its answer) becomes part of one ``Repeat`` line: a 50-call conversation shows each
+    message once, not 50 times."""
+    shown: dict[bytes, tuple[int, str]] = {}
+    result = []
+    for index, span in enumerate(spans, start=1):
+        items: list[Message | Repeat] = []
+        for message in messages(span.get("input")):
+            key = _fingerprint(message)
+            if key not in shown:
+                shown[key] = (index, str(span.get("span_id")))
+                items.append(message)
+            elif items and isinstance(items[-1], Repeat):
+                items[-1] = Repeat(items[-1].count + 1, items[-1].span_index, items[-1].span_id)
+            else:
+                items.append(Repeat(1, *shown[key]))
+        result.append(items)
+        answer = (span.get("output") or {}).get("text")
+        if isinstance(answer, str):
+            answered = Message("assistant", [Part("text", answer)])
+            shown.setdefault(_fingerprint(answered), (index, str(span.get("span_id"))))
+    return result
+
+
+def _fingerprint(message: Message) -> bytes:
+    return orjson.dumps([message.role, [(p.kind, p.text) for p in message.parts]])
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     name: str
     arguments: str  # pretty JSON (or the raw text when it is not JSON)

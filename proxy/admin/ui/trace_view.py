@@ -23,7 +23,7 @@ from proxy.admin.ui.forms import (
     feedback_body,
 )
 from proxy.admin.ui.guard import checked_form
-from proxy.admin.ui.present import timeline
+from proxy.admin.ui.present import span_inputs, timeline
 from proxy.admin.ui.render import page
 from proxy.core.errors import BadRequest, NotFound
 from proxy.core.ids import DATASET_NAME, DATASET_NAME_RULE, ID_PATTERN
@@ -64,6 +64,7 @@ async def _render(
     context = {
         "trace": trace,
         "timeline": timeline(trace["spans"]),
+        "inputs": span_inputs(trace["spans"]),
         "notice": NOTICES.get(notice or ""),
         "notice_dataset": dataset if DATASET_NAME.fullmatch(dataset) else None,
         "datasets": [d["name"] for d in datasets],

@@ -344,3 +344,26 @@ async def test_a_session_of_another_token_or_too_old_is_refused() -> None:
     assert not session_valid(key, value, now=1_000_000 + SESSION_TTL_S)
     assert not session_valid(key, value.replace(".", "x", 1), now=1_000_010)
     assert not session_valid(key, "", now=1_000_010)
+
+
+async def test_trends_show_evaluator_agreement_when_the_build_has_it(
+    admin: RunningProxy, store: RedisStore, http: aiohttp.ClientSession
+) -> None:
+    """With the scores feature merged (``GET /api/stats/agreement``), naming a score on the
+    trends page shows its agreement with user votes, as the API computes it; a bad score
+    name is the API's 400. Skipped on a build without it."""
+    pytest.importorskip("proxy.admin.api.scores")
+    ids = await seed_reviewer_traces(store)
+    for trace_id, label in ((ids["negative"], "fail"), (ids["positive"], "pass")):
+        url = f"{admin.admin_url}/api/traces/{trace_id}/scores"
+        async with http.post(url, json={"name": "judge", "label": label}) as resp:
+            assert resp.status == 200, await resp.text()
+    async with http.get(f"{admin.admin_url}/api/stats/agreement?score=judge") as resp:
+        expected = await resp.json()
+    status, body, _ = await _get(http, f"{admin.admin_url}/ui/trends?score=judge")
+    assert status == 200
+    assert "Evaluator agreement" in body
+    assert f"judge: {expected['n']} traces with a vote and this score" in body
+    status, body, _ = await _get(http, f"{admin.admin_url}/ui/trends?score=Bad%20Name")
+    assert status == 400
+    assert "score: required;" in body

@@ -107,7 +107,7 @@ def test_trends_show_cost_and_implicit_columns_and_agreement_when_present() -> N
         **SHARED, "params": {}, "group_options": ["model"], "score": "judge", "threshold": "",
         "agreement_offered": True, "charts": trend_charts(buckets, None), "buckets": buckets,
         "columns": ["calls", "cost_usd", "regenerated", "stopped"], "error": None,
-        "agreement": agreement, "query": query,
+        "agreement": agreement, "query": query, "agreement_error": None,
     }  # fmt: skip
     html = _env().get_template("trends.html").render(context)
     assert "Cost per bucket (USD)" in html

@@ -4,6 +4,7 @@ the agreement of an evaluator score with user votes when the services offer it."
 
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Any
 
@@ -35,21 +36,27 @@ async def trends_page(request: web.Request) -> web.Response:
         "columns": [],
         "error": None,
         "agreement": None,
+        "agreement_error": None,
     }
     try:
         query = parse_stats_query(params, now_ms=int(time.time() * 1000))
-        buckets = await services.stats.query(query)
-        agreement = await read_agreement(services, query, context["score"], context["threshold"])
     except InvalidParameter as refused:
         context["error"] = refused.message
         return page("trends.html", request, context, status=400)
+    buckets = await services.stats.query(query)
     context.update(
         query=query,
         buckets=buckets,
         charts=trend_charts(buckets, query.group_by),
         columns=[c for c in _OPTIONAL_COLUMNS if any(c in row for row in buckets)],
-        agreement=agreement,
     )
+    try:
+        context["agreement"] = await read_agreement(
+            services, query, context["score"], context["threshold"]
+        )
+    except InvalidParameter as refused:
+        context["agreement_error"] = refused.message
+        return page("trends.html", request, context, status=400)
     return page("trends.html", request, context)
 
 
@@ -61,21 +68,31 @@ def group_options(services: AdminServices) -> list[str]:
     return [*GROUP_DIMENSIONS, *(f"attributes.{key}" for key in dimensions)]
 
 
-def agreement_source(services: AdminServices) -> Any:
-    """The evaluator-agreement service, when this build has one (``services.agreement``)."""
-    return getattr(services, "agreement", None)
+def agreement_source(services: AdminServices) -> tuple[Any, Any] | None:
+    """(the agreement service, the route's query parser) when this build has both: the
+    services' ``agreement`` (``query(AgreementQuery)``) and ``parse_agreement_query`` of
+    ``proxy.admin.api.scores``. Looked up at run time, so the page works without them."""
+    service = getattr(services, "agreement", None)
+    try:
+        module = importlib.import_module("proxy.admin.api.scores")
+    except ImportError:
+        return None
+    parse = getattr(module, "parse_agreement_query", None)
+    return None if service is None or parse is None else (service, parse)
 
 
 async def read_agreement(
     services: AdminServices, query: StatsQuery, score: str, threshold: str
 ) -> dict[str, Any] | None:
-    """``GET /api/stats/agreement``'s answer for ``score`` over the page's time range, or
-    None when no score is asked for or the build has no agreement service."""
-    source = agreement_source(services)
-    if source is None or not score:
+    """``GET /api/stats/agreement``'s answer for ``score`` over the page's time range (parsed
+    and checked by that route's own parser), or None when no score is asked for or the build
+    has no agreement service. A refused parameter raises InvalidParameter."""
+    found = agreement_source(services)
+    if found is None or not score:
         return None
+    service, parse = found
     params = {"score": [score], "since": [str(query.since_ms)], "until": [str(query.until_ms)]}
     if threshold:
         params["threshold"] = [threshold]
-    answer: dict[str, Any] = await source.query_params(params)
+    answer: dict[str, Any] = await service.query(parse(params, now_ms=query.until_ms))
     return answer

@@ -19,7 +19,14 @@ from proxy.admin.ui.forms import (
     feedback_body,
     filled,
 )
-from proxy.admin.ui.present import messages, pretty_json, span_inputs, timeline, tool_calls
+from proxy.admin.ui.present import (
+    fmt_cost,
+    messages,
+    pretty_json,
+    span_inputs,
+    timeline,
+    tool_calls,
+)
 from proxy.admin.ui.routes import mount_ui
 from proxy.store.stats import StatsQuery
 
@@ -207,3 +214,12 @@ def test_a_conversation_shows_each_message_once() -> None:
     repeat, new = shown[1]
     assert (repeat.count, repeat.span_index, repeat.span_id) == (3, 1, "a")  # type: ignore[union-attr]
     assert new.parts[0].text == "two"  # type: ignore[union-attr]
+
+
+def test_costs_are_never_rounded_to_zero_or_made_up() -> None:
+    """A tiny known cost keeps two significant digits; an unknown one is a dash, not $0."""
+    assert fmt_cost(0.0000472) == "$0.000047"
+    assert fmt_cost(0.0123) == "$0.0123"
+    assert fmt_cost(12.5) == "$12.50"
+    assert fmt_cost(0) == "$0"
+    assert fmt_cost(None) == "—"

@@ -7,6 +7,7 @@ prompt holding ``<script>`` is shown as those characters, never run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,8 @@ def fmt_cost(value: Any) -> str:
         return "—"
     if value == 0:
         return "$0"
+    if value < 0.0001:  # a short call of a cheap model: keep two significant digits
+        return f"${value:.{1 - math.floor(math.log10(value))}f}"
     return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
 
 

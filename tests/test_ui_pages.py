@@ -367,3 +367,17 @@ async def test_trends_show_evaluator_agreement_when_the_build_has_it(
     status, body, _ = await _get(http, f"{admin.admin_url}/ui/trends?score=Bad%20Name")
     assert status == 400
     assert "score: required;" in body
+
+
+async def test_the_filter_form_has_a_control_for_every_api_filter(
+    admin: RunningProxy, http: aiohttp.ClientSession
+) -> None:
+    """Every parameter GET /api/traces takes (but the cursor, which the pager carries) is a
+    control of the form, under the same name, and the form has no other control."""
+    from proxy.admin.params import trace_list_names
+
+    _, body, _ = await _get(http, f"{admin.admin_url}/ui/traces")
+    form = re.search(r'<form method="get" action="/ui/traces".*?</form>', body, re.S)
+    assert form
+    names = set(re.findall(r'<(?:input|select|textarea)[^>]* name="([^"]+)"', form.group(0)))
+    assert names == trace_list_names() - {"cursor"}

@@ -39,7 +39,7 @@ async def trends_page(request: web.Request) -> web.Response:
         "agreement_error": None,
     }
     try:
-        query = parse_stats_query(params, now_ms=int(time.time() * 1000))
+        query = _parse(params, int(time.time() * 1000), configured_dimensions(services))
     except InvalidParameter as refused:
         context["error"] = refused.message
         return page("trends.html", request, context, status=400)
@@ -60,12 +60,24 @@ async def trends_page(request: web.Request) -> web.Response:
     return page("trends.html", request, context)
 
 
+def configured_dimensions(services: AdminServices) -> tuple[str, ...]:
+    """The ``[stats] dimensions`` keys, when this build has them (else none)."""
+    stats_settings = getattr(services.settings, "stats", None)
+    return tuple(getattr(stats_settings, "dimensions", ()) or ())
+
+
 def group_options(services: AdminServices) -> list[str]:
     """``group_by`` values the stats route takes: model, upstream, and ``attributes.<key>``
-    for the configured ``stats.dimensions`` (when this build has them)."""
-    stats_settings = getattr(services.settings, "stats", None)
-    dimensions = getattr(stats_settings, "dimensions", ()) or ()
-    return [*GROUP_DIMENSIONS, *(f"attributes.{key}" for key in dimensions)]
+    for the configured dimensions."""
+    return [*GROUP_DIMENSIONS, *(f"attributes.{k}" for k in configured_dimensions(services))]
+
+
+def _parse(params: dict[str, list[str]], now_ms: int, dimensions: tuple[str, ...]) -> StatsQuery:
+    """The stats route's own parser; the dimensions go with it only where they exist (a
+    build without them has a parser without that argument)."""
+    if dimensions:
+        return parse_stats_query(params, now_ms, dimensions)  # type: ignore[call-arg,unused-ignore]
+    return parse_stats_query(params, now_ms=now_ms)
 
 
 def agreement_source(services: AdminServices) -> tuple[Any, Any] | None:

@@ -96,6 +96,22 @@ async def test_traces_json_and_feedback_filter(
     assert page["next_cursor"] is None
 
 
+async def test_traces_score_filter(
+    running: RunningProxy, http: aiohttp.ClientSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--score-label passes the score filter on: only the trace scored that way is listed."""
+    async with http.post(f"{running.admin_url}/api/traces/cli-good/scores",
+                         json={"name": "judge", "label": "pass"}) as resp:  # fmt: skip
+        assert resp.status == 200, await resp.text()
+    args = ("traces", "--score-label", "judge:pass", "--json", "--admin-url", running.admin_url)
+    assert await cli(*args) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert [t["trace_id"] for t in page["traces"]] == ["cli-good"]
+    args = ("traces", "--implicit", "stopped", "--json", "--admin-url", running.admin_url)
+    assert await cli(*args) == 0
+    assert json.loads(capsys.readouterr().out)["traces"] == []
+
+
 async def test_traces_pages_with_cursor(
     running: RunningProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:

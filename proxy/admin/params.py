@@ -22,6 +22,8 @@ from multidict import MultiMapping
 
 from proxy.core.errors import BadRequest
 from proxy.core.tags import TAG_RULE, is_tag, unique_tags
+from proxy.feedback.scores import NAME_PATTERN as SCORE_NAME
+from proxy.feedback.scores import NAME_RULE as SCORE_NAME_RULE
 from proxy.store.query_plan import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -193,6 +195,24 @@ def _tags(values: Sequence[str]) -> tuple[str, ...]:
     return unique_tags(values)
 
 
+# Score names and labels follow the rule of POST /api/traces/{id}/scores.
+IMPLICIT_SIGNALS = frozenset({"regenerated", "stopped"})
+
+
+def _score_name(value: str) -> str:
+    if SCORE_NAME.fullmatch(value.strip()) is None:
+        raise InvalidParameter("score", SCORE_NAME_RULE)
+    return value.strip()
+
+
+def _score_label(value: str) -> tuple[str, str]:
+    name, _, label = value.strip().partition(":")
+    label = label.lower()
+    if SCORE_NAME.fullmatch(name) is None or SCORE_NAME.fullmatch(label) is None:
+        raise InvalidParameter("score_label", f"must be <name>:<label>, each {SCORE_NAME_RULE}")
+    return name, label
+
+
 # Single-valued parameter -> (TraceFilter field or limit/cursor) parser.
 _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "feedback": ("feedback", _choice("feedback", VERDICTS)),
@@ -210,6 +230,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "until": ("until_ms", until_moment),
     "limit": ("limit", parse_limit),
     "cursor": ("cursor", _cursor),
+    "score": ("score", _score_name),
+    "score_label": ("score_label", _score_label),
+    "implicit": ("implicit", _choice("implicit", IMPLICIT_SIGNALS)),
 }
 
 

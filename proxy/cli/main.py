@@ -55,11 +55,14 @@ _TRACE_FILTERS = (
     ("--until", "until", "up to this moment (ISO 8601 with zone, a date, or epoch ms)"),
     ("--limit", "limit", "traces per page (1-500, default 50)"),
     ("--cursor", "cursor", "next_cursor of an earlier page"),
+    ("--score", "score", "has an evaluator score of this name"),
+    ("--score-label", "score_label", "<name>:<label>: has such an evaluator score"),
 )
 _TRACE_CHOICES = (
     ("--feedback", "feedback", ("positive", "negative")),
     ("--annotation-status", "annotation_status", ("empty", "filled")),
     ("--has-feedback", "has_feedback", ("true", "false")),
+    ("--implicit", "implicit", ("regenerated", "stopped")),
 )
 
 

@@ -48,6 +48,8 @@ def validate(settings: Settings) -> None:
     _check_range("writer.batch_size", settings.writer.batch_size, 1, 100_000)
     _check_range("writer.write_timeout", settings.writer.write_timeout, 0.01, 600)
     _check_range("capture.max_bytes", settings.capture.max_bytes, 0, 2**31)
+    window = settings.implicit.regenerate_window_seconds
+    _check_range("implicit.regenerate_window_seconds", window, 1, 30 * 86400)
     _check_range("feedback.token_ttl_seconds", settings.feedback.token_ttl_seconds, 1, 2**31)
     _check_range("feedback.max_events_per_trace", settings.feedback.max_events_per_trace, 1, 10**6)
     _check_choice("feedback.on_invalid", settings.feedback.on_invalid, ("reject", "warn"))

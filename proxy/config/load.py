@@ -20,6 +20,7 @@ from proxy.config.model import (
     AdminSettings,
     CaptureSettings,
     FeedbackSettings,
+    ImplicitSettings,
     LogSettings,
     ProxySettings,
     RedisSettings,
@@ -45,6 +46,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "feedback": FeedbackSettings,
     "log": LogSettings,
     "writer": WriterSettings,
+    "implicit": ImplicitSettings,
 }
 
 

@@ -47,6 +47,16 @@ class Output(TypedDict):
     tool_calls: list[dict[str, Any]]
 
 
+class ImplicitSignal(TypedDict):
+    """What a user did rather than said (docs/reference.md §12), kept on the span it concerns:
+    ``regenerated`` (the same input again: ``by_span_id`` is the later call) or ``stopped``
+    (the client closed the stream before the upstream finished; ``by_span_id`` is None)."""
+
+    signal: Literal["regenerated", "stopped"]
+    at: str
+    by_span_id: str | None
+
+
 class Span(TypedDict):
     """One proxied call, as ``GET /api/traces/{id}`` shows it (docs/reference.md §5)."""
 
@@ -75,6 +85,7 @@ class Span(TypedDict):
     attributes: dict[str, Any]
     tags: list[str]
     client_span_id: NotRequired[str]
+    implicit: NotRequired[list[ImplicitSignal]]
 
 
 class SpanTrace(TypedDict):
@@ -94,6 +105,8 @@ class SpanRecord(TypedDict):
     started_ms: int
     trace: SpanTrace
     span: Span
+    # SHA-256 of the request's input messages, for regeneration (absent with [implicit] off)
+    input_hash: NotRequired[str]
 
 
 class FeedbackEvent(TypedDict):
@@ -118,7 +131,27 @@ class FeedbackRecord(TypedDict):
     delete_tags: list[str]
 
 
-Record = SpanRecord | FeedbackRecord
+class Score(TypedDict):
+    """One evaluator result on a trace (or one of its spans), docs/reference.md §12."""
+
+    score_id: str
+    name: str
+    value: float | None
+    label: str | None
+    explanation: str | None
+    span_id: str | None
+    source: str  # "api"
+    created_at: str
+
+
+class ScoreRecord(TypedDict):
+    id: str  # sc:<trace_id>:<score_id>, the writer's idempotency key
+    kind: Literal["score"]
+    trace_id: str
+    score: Score
+
+
+Record = SpanRecord | FeedbackRecord | ScoreRecord
 
 
 # -- What the store reads back.
@@ -145,6 +178,7 @@ class Trace(TraceSummary):
 
     feedback: list[FeedbackEvent]
     spans: list[Span]
+    scores: list[Score]
 
 
 class DatasetRow(TypedDict):

@@ -47,6 +47,7 @@ from proxy.store.datasets import DatasetStore
 from proxy.store.keys import Keys
 from proxy.store.redis_checks import startup_checks
 from proxy.store.redis_store import RedisStore
+from proxy.store.scores import AgreementStats
 from proxy.store.stats import FeedbackStats
 from proxy.store.trace_query import TraceQuery
 from proxy.writer import Writer
@@ -73,6 +74,7 @@ class Services:
     call_metrics: CallMetrics
     lifecycle: Lifecycle
     metrics_dir: Path | None
+    agreement: AgreementStats
 
     def gateway_view(self) -> GatewayServices:
         """What the proxy listener's handlers use."""
@@ -100,6 +102,7 @@ class Services:
             feedback_rules=self.feedback_rules,
             scrape_metrics=self.scrape_metrics,
             lifecycle=self.lifecycle,
+            agreement=self.agreement,
         )
 
     def metrics_snapshot(self, live: bool = True) -> dict[str, Any]:
@@ -169,6 +172,7 @@ async def open_services(
             call_metrics=CallMetrics(),
             lifecycle=Lifecycle(),
             metrics_dir=metrics_dir,
+            agreement=AgreementStats(redis, keys),
         )
 
 
@@ -182,6 +186,7 @@ def _store(
         max_feedback_events=settings.feedback.max_events_per_trace,
         review_rules=settings.review_rules,
         on_replayed=on_replayed,
+        regenerate_window_s=settings.implicit.regenerate_window_seconds,
     )
 
 

@@ -52,6 +52,15 @@ class TraceFilter:
     user_id: str | None = None
     since_ms: float | None = None
     until_ms: float | None = None
+    # Quality signals beside user feedback (docs/reference.md §12).
+    score: str | None = None  # has a score of this name
+    score_label: tuple[str, str] | None = None  # (name, label): has such a score
+    implicit: str | None = None  # "regenerated" or "stopped": a span has that signal
+
+    @property
+    def needs_scores(self) -> bool:
+        """The score filters are checked against the trace's scores, read with the record."""
+        return self.score is not None or self.score_label is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,8 @@ class Candidate:
     created_ms: float
     has_feedback: bool
     in_upstream: bool
+    scores: frozenset[tuple[str, str | None]] = frozenset()  # (name, label) of its scores
+    in_implicit: bool = True  # listed in the implicit filter's index
 
 
 # -- cursor ----------------------------------------------------------------------------------
@@ -127,6 +138,9 @@ def driver_indexes(query: TraceFilter, keys: Keys) -> list[str]:
         ("upstream", query.upstream), ("session", query.session_id), ("user", query.user_id),
     ]  # fmt: skip
     named += [("tag", tag) for tag in query.tags]
+    named += [("score", query.score), ("implicit", query.implicit)]
+    if query.score_label is not None:
+        named.append(("score_label", ":".join(query.score_label)))
     rated = query.rating_min is not None or query.rating_max is not None
     if rated and query.rating_min == query.rating_max and query.rating_min is not None:
         named.append(("rating", rating_key(query.rating_min)))
@@ -283,9 +297,18 @@ def _time_matches(query: TraceFilter, hit: Candidate) -> bool:
     return low <= hit.created_ms <= high
 
 
+def _signals_match(query: TraceFilter, hit: Candidate) -> bool:
+    """Scores (names and labels read with the record) and the implicit signal's index."""
+    if query.score is not None and query.score not in {name for name, _ in hit.scores}:
+        return False
+    if query.score_label is not None and query.score_label not in hit.scores:
+        return False
+    return query.implicit is None or hit.in_implicit
+
+
 _CHECKS = (
     _attributes_match, _fields_match, _rating_matches, _sets_match, _presence_matches,
-    _time_matches,
+    _time_matches, _signals_match,
 )  # fmt: skip
 
 

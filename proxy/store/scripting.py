@@ -23,6 +23,12 @@ SCRIPTS = {
     "merge_feedback": _lua("stats_state") + _lua("merge_feedback"),
     "stats_apply": _lua("stats_apply"),
     "set_annotation": _lua("set_annotation"),
+    "merge_score": _lua("merge_score"),
+    "score_pair_apply": _lua("score_pair_apply"),
+    "agreement_read": _lua("agreement_read"),
+    "implicit_session": _lua("implicit_session"),
+    "mark_implicit": _lua("mark_implicit"),
+    "implicit_count": _lua("implicit_count"),
 }
 
 

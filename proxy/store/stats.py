@@ -31,6 +31,7 @@ BUCKET_MS = {"hour": HOUR_MS, "day": 24 * HOUR_MS}
 MAX_HOURS = 10_000  # a query reads at most this many hourly counters (416 days)
 GROUP_DIMENSIONS = ("model", "upstream")
 _METRICS = ("positive", "negative", "rating_count", "rating_milli")
+IMPLICIT_METRICS = ("regenerated", "stopped")
 
 
 def hour_of(ms: int) -> int:
@@ -147,8 +148,12 @@ def _row(
         rating_count=rating_count,
         rating_average=round(rating_milli / 1000 / rating_count, 4) if rating_count else None,
     )
+    # Implicit signals (docs/reference.md §12), counted by implicit_count.lua.
+    row.update({signal: counts.get(f"{dimension}\x1f{signal}", 0) for signal in IMPLICIT_METRICS})
     return row
 
 
 def _has_data(row: dict[str, Any]) -> bool:
-    return bool(row["traces"] or row["positive"] or row["negative"] or row["rating_count"])
+    return bool(row["traces"] or row["positive"] or row["negative"] or row["rating_count"]) or any(
+        row[signal] for signal in IMPLICIT_METRICS
+    )

@@ -25,7 +25,9 @@ from proxy.core.ids import ID_PATTERN
 from proxy.core.records import (
     DatasetRow,
     FeedbackEvent,
+    ImplicitSignal,
     Output,
+    Score,
     Span,
     Trace,
     TraceSummary,
@@ -33,6 +35,7 @@ from proxy.core.records import (
 )
 from proxy.core.tags import MAX_TAG_CHARS, MAX_TAGS
 from proxy.datasets.columns import COLUMN_NAME, MAX_COLUMNS
+from proxy.feedback import scores
 from proxy.store.stats import BUCKET_MS, GROUP_DIMENSIONS
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -149,6 +152,8 @@ class StatsBucket(TypedDict):
     negative: Annotated[int, Field(description="Of those, voted negative now.")]
     rating_count: int
     rating_average: float | None
+    regenerated: Annotated[int, Field(description="Spans asked again with the same input.")]
+    stopped: Annotated[int, Field(description="Streams the client closed before their end.")]
 
 
 class FeedbackStats(TypedDict):
@@ -208,6 +213,7 @@ class PatchOperations(TypedDict, total=False):
 
 
 _Rating = Annotated[float, Field(ge=1, le=5)]
+ScoreName = Annotated[str, Field(pattern=f"^{scores.NAME_PATTERN.pattern}$")]
 
 
 @with_config(_CLOSED)
@@ -238,6 +244,63 @@ class TraceFilter(TypedDict, total=False):
     user_id: Annotated[str, _text(128, "User ID.")]
     since: Annotated[Moment, Field(description="Created at or after.")]
     until: Annotated[Moment, Field(description="Created at or before.")]
+    score: Annotated[ScoreName, Field(description="Has an evaluator score of this name.")]
+    score_label: Annotated[
+        str, Field(description="<name>:<label>: has a score of that name with that label.")
+    ]
+    implicit: Annotated[
+        str,
+        _enum(sorted(params.IMPLICIT_SIGNALS)),
+        Field(description="A span of the trace has this implicit signal."),
+    ]
+
+
+@with_config(_CLOSED)
+class ScoreBody(TypedDict):
+    """An evaluator score; at least one of value and label. The same score_id replaces."""
+
+    name: ScoreName
+    value: NotRequired[Annotated[float | None, Field(description="A finite number.")]]
+    label: NotRequired[
+        Annotated[str | None, Field(description="A token: " + scores.LABEL_RULE + ".")]
+    ]
+    explanation: NotRequired[Annotated[str | None, Field(max_length=scores.MAX_EXPLANATION_CHARS)]]
+    span_id: NotRequired[Id | None]
+    score_id: NotRequired[Id | None]
+
+
+# "pass" is a Python keyword: the functional form can name the field.
+AgreementRow = TypedDict("AgreementRow", {"pass": int, "fail": int})
+_Ratio = Annotated[float | None, Field(ge=0, le=1)]
+_Interval = Annotated[list[float] | None, Field(min_length=2, max_length=2)]
+
+
+class AgreementMatrix(TypedDict):
+    positive: AgreementRow
+    negative: AgreementRow
+
+
+class RatingCorrelation(TypedDict):
+    n: Annotated[int, Field(ge=0)]
+    pearson: Annotated[float | None, Field(ge=-1, le=1)]
+    spearman: Annotated[float | None, Field(ge=-1, le=1)]
+
+
+class Agreement(TypedDict):
+    """The evaluator score against the user's vote over the traces that have both; every
+    figure is null when it cannot be computed (n = 0, no variance), never 0."""
+
+    score: ScoreName
+    n: Annotated[int, Field(ge=0, description="Traces with both a vote and the score.")]
+    matrix: AgreementMatrix
+    agreement: _Ratio
+    agreement_ci: Annotated[_Interval, Field(description="95 % Wilson interval.")]
+    cohen_kappa: Annotated[float | None, Field(ge=-1, le=1)]
+    cohen_kappa_ci: Annotated[_Interval, Field(description="95 %, large-sample error.")]
+    negative_precision: Annotated[_Ratio, Field(description="Of the fails, voted negative.")]
+    negative_recall: Annotated[_Ratio, Field(description="Of the negatives, failed.")]
+    ratings: RatingCorrelation
+    warnings: list[str]
 
 
 @with_config(_CLOSED)
@@ -265,6 +328,7 @@ COMPONENTS: tuple[Any, ...] = (
     Trace, TraceList, PatchFlat, PatchOperations, PatchResult, DatasetList, AddRowsByIds,
     ColumnMapping, AddRowsByFilter, TraceFilter, AddRowsResult, DatasetRow, RowPage, RowPatch,
     FeedbackStats, StatsBucket, RowDeleted, DatasetDeleted,
+    Score, ImplicitSignal, ScoreBody, Agreement,
 )  # fmt: skip
 
 # What the record types cannot say without pydantic in proxy.core: formats, enums, bounds and
@@ -285,6 +349,8 @@ RECORD_DETAILS: dict[str, dict[str, dict[str, Any]]] = {
         "output": {"description": "Captured output: text and tool_calls."},
         "error": {"description": "Upstream or transport error, else null."},
     },
+    "Score": {"created_at": {"format": "date-time"}, "source": {"enum": ["api"]}},
+    "ImplicitSignal": {"at": {"format": "date-time"}},
     "FeedbackEvent": {
         "received_at": {"format": "date-time"},
         "source": {"enum": ["header", "route", "api"]},

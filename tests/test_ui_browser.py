@@ -40,7 +40,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 WIDTH = 1280
-TALL = frozenset({"trace", "trends", "trends-by-model"})  # whole-page screenshots
+TALL = frozenset(
+    {"trace", "trends", "trends-by-model", "trends-agreement"}
+)  # whole-page screenshots
 
 
 @dataclass
@@ -80,6 +82,22 @@ class Monitor:
         page.on("console", console)
         page.on("pageerror", lambda e: self.problems.append(f"script error: {e}"))
 
+    async def score_traces(self, ids: dict[str, str]) -> None:
+        """An evaluator's verdicts on the seeded traces (it agrees with most user votes)."""
+        verdicts = {ids["negative"]: ("fail", 0.2, "Says the refund was sent; it was not.")}
+        verdicts[ids["positive"]] = ("pass", 0.9, "")
+        for day in range(14):
+            for i in range(0, 12, 3):
+                verdicts[f"hist-{day:02d}-{i:02d}"] = ("pass" if (i + day) % 4 else "fail", 0.5, "")
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for trace_id, (label, value, why) in verdicts.items():
+            body = {"name": "judge.correct", "label": label, "value": value}
+            if why:
+                body["explanation"] = why
+            url = f"{self.origin}/api/traces/{trace_id}/scores"
+            async with self.http.post(url, json=body, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+
     async def api(self, path: str) -> Any:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with self.http.get(self.origin + path, headers=headers) as resp:
@@ -106,7 +124,9 @@ async def monitor(redis_server: str) -> AsyncIterator[Monitor]:
                 browser = await pw.chromium.launch(
                     executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
                 )
-                yield Monitor(origin, ids, browser, http, listeners)
+                monitor = Monitor(origin, ids, browser, http, listeners)
+                await monitor.score_traces(ids)
+                yield monitor
                 await browser.close()
         finally:
             await listeners.stop()
@@ -246,6 +266,7 @@ async def test_screenshots_of_every_view(monitor: Monitor, reviewer: Page) -> No
         "dataset": "/ui/datasets/refund-review",
         "trends": "/ui/trends?bucket=day",
         "trends-by-model": "/ui/trends?bucket=day&group_by=model",
+        "trends-agreement": "/ui/trends?bucket=day&score=judge.correct",
     }
     for name, path in views.items():
         response = await page.goto(monitor.origin + path)

@@ -122,7 +122,8 @@ def test_trends_show_cost_and_implicit_columns_and_agreement_when_present() -> N
     assert "$0.5000" in html
     assert "Cohen" in html
     assert "n &lt; 30" in html
-    assert "(95 %: 0.5\u20130.9)" in html
+    assert "0.75 <span" in html
+    assert "(95 %: 0.50 to 0.90)" in html
 
 
 def test_charts_read_in_greyscale_and_skip_missing_values() -> None:

@@ -53,6 +53,14 @@ def fmt_number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
+def fmt_stat(value: Any) -> str:
+    """A statistic (agreement, kappa, a correlation) to two decimals; ``—`` when it could not
+    be computed (the API says null, never 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—"
+    return f"{value:.2f}"
+
+
 def pretty_json(value: Any) -> str:
     """Indented JSON; a string that holds JSON (tool arguments often do) is decoded first."""
     if isinstance(value, str):
@@ -266,6 +274,7 @@ FILTERS = {
     "fmt_ms": fmt_ms,
     "fmt_cost": fmt_cost,
     "fmt_number": fmt_number,
+    "fmt_stat": fmt_stat,
     "pretty_json": pretty_json,
     "is_long": is_long,
     "preview": preview,

@@ -381,3 +381,21 @@ async def test_the_filter_form_has_a_control_for_every_api_filter(
     assert form
     names = set(re.findall(r'<(?:input|select|textarea)[^>]* name="([^"]+)"', form.group(0)))
     assert names == trace_list_names() - {"cursor"}
+
+
+async def test_status_counts_stop_at_their_cap(
+    admin: RunningProxy, store: RedisStore, http: aiohttp.ClientSession
+) -> None:
+    """Counting a dataset's rows by status reads at most the cap and says when it stopped;
+    the list page marks such counts with a "+"."""
+    from proxy.admin.ui.datasets_view import status_counts
+
+    ids = await seed_reviewer_traces(store)
+    url = f"{admin.admin_url}/api/datasets/big/rows"
+    async with http.post(url, json={"trace_ids": list(ids.values())}) as resp:
+        assert resp.status == 200
+    datasets = admin.listeners.services.datasets
+    full = await status_counts(datasets, "big")
+    assert (full.empty, full.filled, full.capped) == (5, 0, False)
+    capped = await status_counts(datasets, "big", cap=2)
+    assert (capped.total, capped.capped) == (2, True)

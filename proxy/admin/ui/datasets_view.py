@@ -26,7 +26,8 @@ from proxy.store.datasets import DatasetStore
 
 PAGE_ROWS = 20
 COUNT_CAP = 10_000  # rows read to count a dataset's statuses; past it the page says "at least"
-MAX_LISTED = 100  # datasets counted on the list page
+LIST_COUNT_CAP = 1_000  # the same on the list page, for each of at most MAX_LISTED datasets
+MAX_LISTED = 100
 _ACTIONS = {"save": None, "filled": "filled", "empty": "empty"}
 _ROW_PARAMS = ("annotation_status", "cursor", "limit")
 
@@ -42,15 +43,15 @@ class StatusCounts:
         return self.empty + self.filled
 
 
-async def status_counts(store: DatasetStore, name: str) -> StatusCounts:
-    """Rows per annotation status, reading at most COUNT_CAP rows."""
+async def status_counts(store: DatasetStore, name: str, cap: int = COUNT_CAP) -> StatusCounts:
+    """Rows per annotation status, reading at most ``cap`` rows (``capped`` says so)."""
     counts = {"empty": 0, "filled": 0}
     seen = 0
     async for _, row in store.walk(name):
         status = row.get("annotation_status")
         counts[status if status in counts else "empty"] += 1
         seen += 1
-        if seen >= COUNT_CAP:
+        if seen >= cap:
             return StatusCounts(counts["empty"], counts["filled"], True)
     return StatusCounts(counts["empty"], counts["filled"], False)
 
@@ -59,7 +60,9 @@ async def datasets_page(request: web.Request) -> web.Response:
     store = request.app[ADMIN].datasets
     datasets = sorted(await store.list_datasets(), key=lambda d: str(d["name"]))
     counted = datasets[:MAX_LISTED]
-    counts = await asyncio.gather(*(status_counts(store, str(d["name"])) for d in counted))
+    counts = await asyncio.gather(
+        *(status_counts(store, str(d["name"]), LIST_COUNT_CAP) for d in counted)
+    )
     context = {
         "datasets": list(zip(counted, counts, strict=True)),
         "more": len(datasets) - len(counted),

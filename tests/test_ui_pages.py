@@ -386,8 +386,7 @@ async def test_the_filter_form_has_a_control_for_every_api_filter(
 async def test_status_counts_stop_at_their_cap(
     admin: RunningProxy, store: RedisStore, http: aiohttp.ClientSession
 ) -> None:
-    """Counting a dataset's rows by status reads at most the cap and says when it stopped;
-    the list page marks such counts with a "+"."""
+    """Counting a dataset's rows by status reads at most the cap and says when it stopped."""
     from proxy.admin.ui.datasets_view import status_counts
 
     ids = await seed_reviewer_traces(store)

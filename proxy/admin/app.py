@@ -3,7 +3,9 @@
 It owns no resources: it mounts its routes on ``AdminServices``, the admin view of the
 services ``proxy.runtime.services`` built once for both listeners, so both see the same Redis
 and the same writer. Middlewares: errors (outermost: every raised error becomes the one JSON
-shape), then the bearer token.
+shape), the Monitor page's HTML errors (its paths only), then auth: the bearer token for the
+API, the page's session cookie for ``/ui/`` (``proxy.admin.ui.guard``). Every answer carries
+the security headers of ``proxy.admin.headers``.
 """
 
 from __future__ import annotations
@@ -27,16 +29,20 @@ from proxy.admin.api.patch import patch_span, patch_trace
 from proxy.admin.api.scores import agreement, post_score
 from proxy.admin.api.stats import feedback_stats
 from proxy.admin.api.traces import get_trace, list_traces
+from proxy.admin.headers import add_security_headers
 from proxy.admin.responses import errors_as_json, json_response
 from proxy.admin.services import ADMIN, AdminServices
+from proxy.admin.ui.guard import check_ui_access, is_ui_path
+from proxy.admin.ui.routes import html_errors, mount_ui
 from proxy.core.errors import Unauthorized
 
 _OPEN_PATHS = frozenset({"/healthz"})
 
 
 def create_admin_app(services: AdminServices) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json, _auth])
+    app = web.Application(middlewares=[errors_as_json, html_errors, _auth])
     app[ADMIN] = services
+    app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", get_metrics)
@@ -54,14 +60,18 @@ def create_admin_app(services: AdminServices) -> web.Application:
     app.router.add_get("/api/stats/feedback", feedback_stats)
     app.router.add_post("/api/traces/{trace_id}/scores", post_score)
     app.router.add_get("/api/stats/agreement", agreement)
+    mount_ui(app)
     return app
 
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Once admin.token is set, every route but /healthz demands it, on loopback too."""
+    """Once admin.token is set, every route but /healthz demands it, on loopback too: the
+    bearer header on the API, a session (or the bearer header) on the page."""
     token = request.app[ADMIN].settings.admin.token
-    if token and request.path not in _OPEN_PATHS:
+    if token and is_ui_path(request.path):
+        check_ui_access(request, token)
+    elif token and request.path not in _OPEN_PATHS:
         sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
             raise Unauthorized("Missing or wrong admin bearer token.")

@@ -249,3 +249,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "cost_min": ("cost_min", _cost("cost_min")),
     "cost_max": ("cost_max", _cost("cost_max")),
 }
+
+
+def trace_list_names() -> frozenset[str]:
+    """Every parameter ``parse_trace_list`` takes: the Monitor page names its filter controls
+    after them, and shows a control only when the API has its filter."""
+    return frozenset(_PARSERS) | {"tag"}

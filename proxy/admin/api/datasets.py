@@ -19,7 +19,7 @@ from aiohttp import web
 from proxy.admin.api.body import json_body
 from proxy.admin.params import InvalidParameter, parse_cursor, parse_limit, parse_trace_list
 from proxy.admin.responses import json_response
-from proxy.admin.services import ADMIN
+from proxy.admin.services import ADMIN, AdminServices
 from proxy.core.errors import BadRequest, NotFound
 from proxy.core.ids import DATASET_NAME, DATASET_NAME_RULE, ID_PATTERN, ID_RULE
 from proxy.datasets.columns import DEFAULT_COLUMNS, InvalidColumns, parse_columns
@@ -251,14 +251,20 @@ async def patch_row(request: web.Request) -> web.Response:
     shows the review's progress."""
     name, row_id = _name(request), _row_id(request)
     change = parse_row_patch(await _json_body(request))
-    row = await _store(request).update_row(name, row_id, lambda row: {**row, **change})
+    return json_response(await apply_row_patch(request.app[ADMIN], name, row_id, change))
+
+
+async def apply_row_patch(
+    services: AdminServices, name: str, row_id: str, change: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply a checked row change (``parse_row_patch``); the row as written. 404 when there is
+    no such row. Shared with the Monitor page's annotation editor."""
+    row = await services.datasets.update_row(name, row_id, lambda row: {**row, **change})
     if row is None:
         raise NotFound(f"No row {row_id} in dataset {name}.", code="row_not_found")
     if "annotation_status" in change:  # the trace follows its row (while it is kept)
-        await request.app[ADMIN].store.set_annotation_status(
-            row["trace_id"], change["annotation_status"]
-        )
-    return json_response(row)
+        await services.store.set_annotation_status(row["trace_id"], change["annotation_status"])
+    return row
 
 
 def parse_row_patch(body: dict[str, Any]) -> dict[str, Any]:

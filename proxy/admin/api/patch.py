@@ -16,7 +16,7 @@ from aiohttp import web
 
 from proxy.admin.api.body import json_body
 from proxy.admin.responses import json_response
-from proxy.admin.services import ADMIN
+from proxy.admin.services import ADMIN, AdminServices
 from proxy.core.errors import BadRequest, NotFound
 from proxy.core.ids import ID_PATTERN, ID_RULE
 from proxy.core.tags import MAX_TAGS, TAG_RULE, is_tag
@@ -118,6 +118,18 @@ async def _patch(request: web.Request, span_id: str | None) -> web.Response:
     services = request.app[ADMIN]
     trace_id = request.match_info["trace_id"]
     patch, feedback_id = await _read(request, services.feedback_rules, trace_id, span_id)
+    return json_response(await apply_patch(services, trace_id, span_id, patch, feedback_id))
+
+
+async def apply_patch(
+    services: AdminServices,
+    trace_id: str,
+    span_id: str | None,
+    patch: Patch,
+    feedback_id: str | None = None,
+) -> dict[str, Any]:
+    """Merge a checked patch into the trace (or its span) as ``api`` feedback; the answer
+    body. 404 when there is no such trace or span. Shared with the Monitor page's form."""
     trace = await services.store.get_trace(trace_id)
     if trace is None or (span_id and span_id not in {s["span_id"] for s in trace["spans"]}):
         what = f"span {span_id} of trace {trace_id}" if span_id else f"trace {trace_id}"
@@ -128,7 +140,7 @@ async def _patch(request: web.Request, span_id: str | None) -> web.Response:
         trace_id, feedback, "api", tuple(patch.delete_attributes), tuple(patch.delete_tags)
     )
     status = await services.feedback.apply(record)
-    return json_response(feedback_answer(trace_id, status, services.settings.feedback))
+    return feedback_answer(trace_id, status, services.settings.feedback)
 
 
 async def _read(

@@ -1,7 +1,10 @@
-"""Room for the web page on the admin listener (server-rendered HTML).
+"""The Monitor: the web page on the admin listener (server-rendered HTML under ``/ui/``).
 
-Views go in ``views.py``, Jinja2 templates in ``templates/``, assets in ``static/`` (package
-data). They read through the same services as ``proxy.admin.api`` (built once by
-``proxy.runtime.services``), parse filters with ``proxy.admin.params``, and answer errors
-through ``proxy.admin.responses``. Nothing here yet.
+``routes`` mounts it on the admin app; one module per view (``traces_view``, ``trace_view``,
+``datasets_view``, ``trends_view``, ``login_view``); ``guard`` (with the pure ``signing``)
+decides who may read and which writes are accepted; ``present``, ``charts`` and ``forms`` are
+pure helpers for what the templates show and what the forms send. Jinja2 templates are in
+``templates/``, the stylesheet and icon in ``static/`` (package data; no script at all). Views
+read and write through the admin API's own services and checks (``proxy.admin.params``,
+``proxy.admin.api``), so the page accepts exactly what the API accepts.
 """

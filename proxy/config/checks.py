@@ -55,8 +55,29 @@ def validate(settings: Settings) -> None:
     _check_choice("log.format", settings.log.format, ("auto", "json", "console"))
     _check_redis(settings.redis)
     _check_upstreams(settings)
+    _check_otlp(settings)
     if not _is_loopback(a.host) and not a.token:
         raise ConfigError("admin.token", f"required when admin.host is not loopback ({a.host})")
+
+
+def _check_otlp(settings: Settings) -> None:
+    """``[export.otlp]``: a lease must outlive one send attempt and its backoff (the holder
+    renews it between attempts), else a live exporter could lose it mid-batch."""
+    otlp = settings.otlp
+    _check_range("export.otlp.batch_size", otlp.batch_size, 1, 10_000)
+    _check_range("export.otlp.timeout", otlp.timeout, 0.1, 600)
+    _check_range("export.otlp.max_attempts", otlp.max_attempts, 1, 100)
+    _check_range("export.otlp.max_backoff", otlp.max_backoff, 0.01, 3600)
+    _check_range("export.otlp.lease_seconds", otlp.lease_seconds, 1, 3600)
+    if otlp.endpoint and _split_url("export.otlp.endpoint", otlp.endpoint).scheme not in {
+        "http",
+        "https",
+    }:
+        raise ConfigError("export.otlp.endpoint", "must start with http:// or https://")
+    if otlp.lease_seconds <= otlp.timeout + otlp.max_backoff:
+        raise ConfigError(
+            "export.otlp.lease_seconds", "must be more than export.otlp.timeout + max_backoff"
+        )
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:
@@ -137,7 +158,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, secrets replaced by ``***`` (for check-config)."""
     result: dict[str, Any] = {}
     for section in fields(settings):
-        if section.name in ("upstreams", "review_rules"):
+        if section.name in ("upstreams", "review_rules", "otlp"):
             continue
         values = getattr(settings, section.name)
         result[section.name] = {
@@ -151,7 +172,16 @@ def masked(settings: Settings) -> dict[str, Any]:
     result["review"] = {
         "rules": [{"dataset": r.dataset, "when": r.when} for r in settings.review_rules]
     }
+    result["export"] = {"otlp": _masked_otlp(settings)}
     return result
+
+
+def _masked_otlp(settings: Settings) -> dict[str, Any]:
+    """Every ``[export.otlp]`` key; header values are credentials (authorization, API keys)."""
+    otlp = settings.otlp
+    shown = {f.name: _mask("export.otlp." + f.name, getattr(otlp, f.name)) for f in fields(otlp)}
+    shown["headers"] = dict.fromkeys(otlp.headers, "***")
+    return shown
 
 
 def _mask(key: str, value: Any) -> Any:

@@ -1,0 +1,43 @@
+"""The event stream as its readers see it: one decoded entry, and the trace facts beside it.
+
+The store writes the stream (``type`` span, feedback, score or implicit, with ``trace_id``,
+``span_id`` and JSON ``data``) and ``proxy.store.event_stream`` reads it back into these
+shapes; exporters map them. Pure: imports neither aiohttp nor redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One event-stream entry; ``data`` is the decoded JSON (empty when it was unreadable)."""
+
+    entry_id: str
+    type: str
+    trace_id: str
+    span_id: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFacts:
+    """What a span entry does not carry: the trace's own fields, as Redis holds them now."""
+
+    name: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    tags: tuple[str, ...] = ()
+    latest_span_id: str | None = None  # the target of trace-level feedback
+
+
+def entry_id_order(entry_id: str) -> tuple[int, int]:
+    """A stream ID (``<ms>-<seq>``) as a sortable pair; (0, 0) for anything else."""
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return 0, 0

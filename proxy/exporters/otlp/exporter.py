@@ -174,32 +174,34 @@ class OtlpExporter:
             )
 
     async def _deliver(self, entries: Sequence[StreamEntry]) -> bool:
-        """Send one batch; True when it is done with (sent, or refused for good) and acked."""
+        """Send one batch; True when all of it is done with (sent, or refused for good).
+
+        Consecutive entries of one signal go out as one request and are acknowledged when it
+        succeeds, so a logs request that fails never makes the spans before it go out again."""
         needs_latest = {e.trace_id for e in entries if e.type != "span" and not e.span_id}
         facts = await self._stream.trace_facts(entries, needs_latest)
-        batch = map_batch(entries, facts, self._targets, self._settings.content, time.time_ns())
-        try:
-            if not await self._send_all(batch):
+        observed = time.time_ns()
+        for run in _runs(entries):
+            batch = map_batch(run, facts, self._targets, self._settings.content, observed)
+            try:
+                if not await self._send_batch(batch):
+                    return False
+            except _LeaseLost:
+                self._holding = False
                 return False
-        except _LeaseLost:
-            self._holding = False
-            return False
-        await self._stream.ack([entry.entry_id for entry in entries])
+            await self._stream.ack([entry.entry_id for entry in run])
         return True
 
-    async def _send_all(self, batch: Batch) -> bool:
+    async def _send_batch(self, batch: Batch) -> bool:
         if batch.spans:
-            payload = trace_request(batch.spans, self._resource, self._version)
-            if not await self._send(
-                "spans", TRACES_PATH, payload.SerializeToString(), len(batch.spans)
-            ):
-                return False
-        if batch.logs:
-            payload_logs = logs_request(batch.logs, self._resource, self._version)
+            spans = trace_request(batch.spans, self._resource, self._version)
             return await self._send(
-                "logs", LOGS_PATH, payload_logs.SerializeToString(), len(batch.logs)
+                "spans", TRACES_PATH, spans.SerializeToString(), len(batch.spans)
             )
-        return True
+        if batch.logs:
+            logs = logs_request(batch.logs, self._resource, self._version)
+            return await self._send("logs", LOGS_PATH, logs.SerializeToString(), len(batch.logs))
+        return True  # entries of a type this exporter does not know: nothing to send
 
     async def _send(self, signal: str, path: str, payload: bytes, items: int) -> bool:
         """Up to ``max_attempts`` tries with exponential backoff; the lease is renewed before
@@ -232,6 +234,17 @@ class OtlpExporter:
             counts.dropped += rejected
             return True
         return False
+
+
+def _runs(entries: Sequence[StreamEntry]) -> list[list[StreamEntry]]:
+    """The entries cut where the signal changes (span entries vs evaluation entries)."""
+    runs: list[list[StreamEntry]] = []
+    for entry in entries:
+        if runs and (runs[-1][0].type == "span") == (entry.type == "span"):
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    return runs
 
 
 def _rejected(signal: str, answer: bytes) -> int:

@@ -1,10 +1,11 @@
 """A real OTLP/HTTP receiver for the tests: an aiohttp server on 127.0.0.1 that decodes
 ``/v1/traces`` and ``/v1/logs`` with the official ``opentelemetry-proto`` messages.
 
-Gzip bodies are inflated by aiohttp's server (as a Collector does), keeps every span and log record it accepted,
-and can misbehave on demand: ``status`` answers every request with that HTTP status (``503``: a
-collector that is overloaded), ``hang`` holds every request open until it is cleared, and
-``stop()``/``start()`` take the port away and bring it back (a collector that is down).
+Gzip bodies are inflated by aiohttp's server (as a Collector does). It keeps every span and
+log record it accepted, and can misbehave on demand: ``status`` answers every request with
+that HTTP status (``503``: a collector that is overloaded), ``hang`` holds every request open
+until it is cleared, and ``stop()``/``start()`` take the port away and bring it back (a
+collector that is down).
 """
 
 from __future__ import annotations

@@ -113,20 +113,29 @@ class EventStream:
         trimmed: list[str] = []
         cursor = "0-0"
         while len(entries) + len(trimmed) < count:
+            start = cursor
             reply: Any = await self._client.xautoclaim(
-                self._stream, self._group, consumer, 0, cursor, count=count
+                self._stream, self._group, consumer, 0, start, count=count
             )
             cursor = _text(reply[0])
-            for entry_id, fields in reply[1]:
-                if fields:
-                    entries.append(_entry(entry_id, fields))
-                else:  # Redis 6.2 returns a trimmed pending entry without its fields
-                    trimmed.append(_text(entry_id))
-            if len(reply) > 2:  # Redis 7 lists them apart
+            found = [_entry(entry_id, fields) for entry_id, fields in reply[1] if fields]
+            entries += found
+            if len(found) < len(reply[1]):  # Redis 6.2: a trimmed entry comes back as nil
+                trimmed += await self._missing(start, len(reply[1]), {e.entry_id for e in found})
+            if len(reply) > 2:  # Redis 7 lists them apart (and drops them from the PEL)
                 trimmed += [_text(entry_id) for entry_id in reply[2]]
             if cursor == "0-0":
                 break
         return Claimed(entries, trimmed)
+
+    async def _missing(self, start: str, scanned: int, found: set[str]) -> list[str]:
+        """IDs of the pending entries an XAUTOCLAIM from ``start`` scanned but could not
+        return (Redis 6.2 keeps them pending and answers nil, without the ID)."""
+        rows: Any = await self._client.xpending_range(
+            self._stream, self._group, min=start, max="+", count=scanned
+        )
+        ids = [_text(row["message_id"]) for row in rows]
+        return [entry_id for entry_id in ids if entry_id not in found]
 
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[StreamEntry]:
         """Up to ``count`` entries never delivered to the group; waits ``block_ms`` for one."""

@@ -10,9 +10,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from proxy.core.stream import StreamEntry, TraceFacts
 from proxy.exporters.otlp.mapping import (
     EVALUATION_EVENT,
+    Encoder,
     Target,
     evaluation_records,
-    map_batch,
     span_message,
     unix_nanos,
 )
@@ -226,6 +226,28 @@ def test_batch_keeps_stream_order_and_skips_unknown_types() -> None:
         entry("something-new", {}),
         entry("span", span_data(span_id="1111222233334444")),
     ]
-    batch = map_batch(entries, {"my-trace": FACTS}, TARGETS, False, 1)
-    assert [s.span_id.hex() for s in batch.spans] == [SPAN_ID, "1111222233334444"]
-    assert len(batch.logs) == 1
+    encoder = Encoder(TARGETS, False, "svc", "1.2")
+    spans = encoder.spans(entries, {"my-trace": FACTS}).resource_spans[0]
+    assert attrs(spans.resource.attributes)["service.name"] == "svc"
+    assert [s.span_id.hex() for s in spans.scope_spans[0].spans] == [SPAN_ID, "1111222233334444"]
+    logs = encoder.logs(entries, {"my-trace": FACTS}, 1).resource_logs[0]
+    assert len(logs.scope_logs[0].log_records) == 1
+
+
+def test_spans_of_one_shape_share_attributes_but_keep_their_own() -> None:
+    """The encoder reuses the encoded attributes of a span shape: a span must never carry
+    another's model, usage, tags or trace ID."""
+    encoder = Encoder(TARGETS, False, "svc", "1")
+    first = span_data(cost_usd=0.5)
+    again = span_data(span_id="1111222233334444")
+    other = span_data(model="gpt-4o", usage={"input_tokens": 1, "output_tokens": 2})
+    entries = [entry("span", first), entry("span", again, trace_id="t2"), entry("span", other)]
+    request = encoder.spans(entries, {"t2": TraceFacts(tags=("x",))})
+    a, b, c = (attrs(s.attributes) for s in request.resource_spans[0].scope_spans[0].spans)
+    assert a["feedback_proxy.cost_usd"] == 0.5
+    assert "feedback_proxy.cost_usd" not in b
+    assert (a["feedback_proxy.trace_id"], b["feedback_proxy.trace_id"]) == ("my-trace", "t2")
+    assert "feedback_proxy.tags" not in a
+    assert b["feedback_proxy.tags"] == ["x"]
+    assert (c["gen_ai.request.model"], c["gen_ai.usage.input_tokens"]) == ("gpt-4o", 1)
+    assert (a["gen_ai.request.model"], a["gen_ai.usage.input_tokens"]) == ("gpt-4o-mini", 12)

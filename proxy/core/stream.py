@@ -13,17 +13,6 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
-class StreamEntry:
-    """One event-stream entry; ``data`` is the decoded JSON (empty when it was unreadable)."""
-
-    entry_id: str
-    type: str
-    trace_id: str
-    span_id: str | None
-    data: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class TraceFacts:
     """What a span entry does not carry: the trace's own fields, as Redis holds them now."""
 
@@ -32,6 +21,18 @@ class TraceFacts:
     user_id: str | None = None
     tags: tuple[str, ...] = ()
     latest_span_id: str | None = None  # the target of trace-level feedback
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One event-stream entry; ``data`` is the decoded JSON (empty when it was unreadable)."""
+
+    entry_id: str
+    type: str
+    trace_id: str
+    span_id: str | None
+    data: Mapping[str, Any]
+    trace: TraceFacts | None = None  # span entries carry the trace fields their call sent
 
 
 def entry_id_order(entry_id: str) -> tuple[int, int]:

@@ -77,6 +77,26 @@ def _entry(entry_id: Any, fields: Any) -> StreamEntry:
         trace_id=_text(values.get("trace_id") or b""),
         span_id=span_id or None,
         data=data if isinstance(data, dict) else {},
+        trace=_carried_facts(values.get("trace")),
+    )
+
+
+def _carried_facts(raw: Any) -> TraceFacts | None:
+    """The trace fields a span entry carries (entries written before they did: None)."""
+    if not raw:
+        return None
+    try:
+        found = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(found, dict):
+        return None
+    tags = found.get("tags")
+    return TraceFacts(
+        name=found.get("name"),
+        session_id=found.get("session_id"),
+        user_id=found.get("user_id"),
+        tags=tuple(tags) if isinstance(tags, list) else (),
     )
 
 
@@ -137,8 +157,9 @@ class EventStream:
         ids = [_text(row["message_id"]) for row in rows]
         return [entry_id for entry_id in ids if entry_id not in found]
 
-    async def read_new(self, consumer: str, count: int, block_ms: int) -> list[StreamEntry]:
-        """Up to ``count`` entries never delivered to the group; waits ``block_ms`` for one."""
+    async def read_new(self, consumer: str, count: int, block_ms: int | None) -> list[StreamEntry]:
+        """Up to ``count`` entries never delivered to the group; waits ``block_ms`` for one
+        (None: answers at once)."""
         reply: Any = await self._client.xreadgroup(
             self._group, consumer, {self._stream: ">"}, count=count, block=block_ms
         )
@@ -191,10 +212,16 @@ class EventStream:
     async def trace_facts(
         self, entries: Iterable[StreamEntry], latest_for: set[str]
     ) -> dict[str, TraceFacts]:
-        """Name, session, user and tags of every trace in ``entries``; for the traces in
-        ``latest_for`` also the latest span (trace-level feedback targets it). One round
-        trip; a trace that expired reads as empty facts."""
-        trace_ids = list(dict.fromkeys(entry.trace_id for entry in entries if entry.trace_id))
+        """Name, session, user and tags of the traces in ``entries`` whose entries do not carry
+        them; for the traces in ``latest_for`` also the latest span (trace-level feedback
+        targets it). One round trip; a trace that expired reads as empty facts."""
+        trace_ids = list(
+            dict.fromkeys(
+                entry.trace_id
+                for entry in entries
+                if entry.trace_id and (entry.trace is None or entry.trace_id in latest_for)
+            )
+        )
         if not trace_ids:
             return {}
         pipe = self._client.pipeline(transaction=False)

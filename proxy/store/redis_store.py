@@ -391,7 +391,15 @@ class RedisStore:
         args += tags
         args += indexes
         pipe.execute_command(*args)
-        pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
+        # The trace fields this call sent, for stream consumers (the OTLP exporter's span
+        # attributes) that would otherwise read the trace back per span.
+        facts = orjson.dumps(
+            {"name": trace.get("name"), "session_id": trace.get("session_id"),
+             "user_id": trace.get("user_id"), "tags": tags}
+        )  # fmt: skip
+        pipe.execute_command(
+            *self._xadd_span, trace_id, "span_id", span_id, "data", span_json, "trace", facts
+        )
 
     def _index_keys(self, trace: SpanTrace, span: Span) -> list[str]:
         """The indexes a span lists its trace in, in the order record_span.lua gets them: time,

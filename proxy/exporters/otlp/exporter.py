@@ -32,16 +32,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from proxy.config.model import OtlpExportSettings
-from proxy.core.stream import StreamEntry
+from proxy.core.stream import StreamEntry, TraceFacts
 from proxy.exporters.otlp.client import LOGS_PATH, TRACES_PATH, OtlpClient, SendFailed
-from proxy.exporters.otlp.mapping import (
-    Batch,
-    Target,
-    logs_request,
-    map_batch,
-    resource,
-    trace_request,
-)
+from proxy.exporters.otlp.mapping import Encoder, Target
 from proxy.metrics.export import ExportCounts
 from proxy.store.errors import REDIS_FAILURES
 from proxy.store.event_stream import EventStream
@@ -51,6 +44,8 @@ log = structlog.get_logger("proxy.exporters.otlp")
 GROUP = "otlp"
 BLOCK_MS = 500  # one blocking read; also how soon a stop is noticed
 BACKLOG_EVERY_S = 2.0
+ENCODE_SLICE = 32  # spans encoded between two returns to the event loop (~0.5 ms)
+LINGER_S = 0.2  # after a partial read: how long to let a batch fill up
 FIRST_BACKOFF_S = 0.2
 
 
@@ -83,11 +78,9 @@ class OtlpExporter:
         self._stream = stream
         self._client = client
         self._settings = settings
-        self._targets = targets
         self.counts = counts
         self.consumer = consumer_name()
-        self._version = _version()
-        self._resource = resource(settings.service_name, self._version)
+        self._encoder = Encoder(targets, settings.content, settings.service_name, _version())
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._holding = False
@@ -148,9 +141,19 @@ class OtlpExporter:
         entries = claimed.entries
         if not entries:
             await self._measure_backlog()
-            entries = await self._stream.read_new(self.consumer, settings.batch_size, BLOCK_MS)
+            entries = await self._read_batch()
         if entries and not await self._deliver(entries):
             await self._pause(settings.max_backoff)  # stays pending: tried again next round
+
+    async def _read_batch(self) -> list[StreamEntry]:
+        """New entries: wait up to BLOCK_MS for the first, then up to LINGER_S for more, so
+        a steady trickle goes out in full batches (as the Collector's batch processor does)."""
+        size = self._settings.batch_size
+        entries = await self._stream.read_new(self.consumer, size, BLOCK_MS)
+        if 0 < len(entries) < size:
+            await self._pause(LINGER_S)
+            entries += await self._stream.read_new(self.consumer, size - len(entries), None)
+        return entries
 
     async def _take_over(self) -> None:
         self._holding = True
@@ -182,9 +185,8 @@ class OtlpExporter:
         facts = await self._stream.trace_facts(entries, needs_latest)
         observed = time.time_ns()
         for run in _runs(entries):
-            batch = map_batch(run, facts, self._targets, self._settings.content, observed)
             try:
-                if not await self._send_batch(batch):
+                if not await self._send_run(run, facts, observed):
                     return False
             except _LeaseLost:
                 self._holding = False
@@ -192,16 +194,20 @@ class OtlpExporter:
             await self._stream.ack([entry.entry_id for entry in run])
         return True
 
-    async def _send_batch(self, batch: Batch) -> bool:
-        if batch.spans:
-            spans = trace_request(batch.spans, self._resource, self._version)
-            return await self._send(
-                "spans", TRACES_PATH, spans.SerializeToString(), len(batch.spans)
-            )
-        if batch.logs:
-            logs = logs_request(batch.logs, self._resource, self._version)
-            return await self._send("logs", LOGS_PATH, logs.SerializeToString(), len(batch.logs))
-        return True  # entries of a type this exporter does not know: nothing to send
+    async def _send_run(
+        self, run: Sequence[StreamEntry], facts: dict[str, TraceFacts], observed: int
+    ) -> bool:
+        if run[0].type == "span":
+            spans, count = self._encoder.new_traces(), 0
+            for at in range(0, len(run), ENCODE_SLICE):
+                count = self._encoder.add_spans(spans, run[at : at + ENCODE_SLICE], facts)
+                await asyncio.sleep(0)  # proxied calls run between slices
+            return await self._send("spans", TRACES_PATH, spans.SerializeToString(), count)
+        logs = self._encoder.logs(run, facts, observed)
+        count = len(logs.resource_logs[0].scope_logs[0].log_records)
+        if not count:
+            return True  # entries of a type this exporter does not know: nothing to send
+        return await self._send("logs", LOGS_PATH, logs.SerializeToString(), count)
 
     async def _send(self, signal: str, path: str, payload: bytes, items: int) -> bool:
         """Up to ``max_attempts`` tries with exponential backoff; the lease is renewed before

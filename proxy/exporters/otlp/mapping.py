@@ -10,8 +10,8 @@ nor redis; the records come as plain data from ``proxy.store.event_stream``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +24,9 @@ from opentelemetry.proto.common.v1.common_pb2 import (
     InstrumentationScope,
     KeyValue,
 )
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from proxy.core.stream import StreamEntry as Entry
 from proxy.core.stream import TraceFacts
@@ -57,14 +57,6 @@ class Target:
     port: int | None = None
 
 
-@dataclass(slots=True)
-class Batch:
-    """The OTLP messages of one batch of entries, spans and log records in stream order."""
-
-    spans: list[Span] = field(default_factory=list)
-    logs: list[LogRecord] = field(default_factory=list)
-
-
 # -- attribute values ------------------------------------------------------------------------
 
 
@@ -84,6 +76,55 @@ def _value(value: Any) -> AnyValue | None:
         items = [v for v in (_value(item) for item in value) if v is not None]
         return AnyValue(array_value=ArrayValue(values=items))
     return AnyValue(string_value=orjson.dumps(value).decode())
+
+
+def _known(raw: Any) -> bool:
+    return raw is not None and not (isinstance(raw, list | tuple) and not raw)
+
+
+def _set_value(target: AnyValue, raw: Any) -> None:
+    """Fill ``target`` in place (cheaper than building an AnyValue and copying it in)."""
+    if isinstance(raw, bool):
+        target.bool_value = raw
+    elif isinstance(raw, int):
+        target.int_value = raw
+    elif isinstance(raw, float):
+        target.double_value = raw
+    elif isinstance(raw, str):
+        target.string_value = raw
+    else:
+        target.CopyFrom(_value(raw) or AnyValue())
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What spans of one shape share: their encoded attributes, name and error text."""
+
+    encoded: bytes
+    name: str
+    error: str | None
+
+
+class ShapeCache:
+    """Span shapes by the values they derive from. Calls repeat their operation, provider,
+    model, server, status, token counts, session and tags from call to call; merging the
+    library's own encoding of those attributes, made once, is several times cheaper than
+    building ~20 KeyValue messages per span. Bounded: past ``limit`` shapes it starts over."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
+
+    def shape(self, key: tuple[Any, ...], make: Callable[[], _Shape]) -> _Shape:
+        try:
+            found = self._shapes.get(key)
+        except TypeError:  # a malformed record with a list where a scalar belongs
+            return make()
+        if found is None:
+            if len(self._shapes) >= self._limit:
+                self._shapes.clear()
+            found = self._shapes[key] = make()
+        return found
 
 
 def attributes(pairs: Iterable[tuple[str, Any]]) -> list[KeyValue]:
@@ -144,33 +185,77 @@ def operation_of(method: str, path: str) -> tuple[str | None, str | None]:
     return _OPERATIONS.get(parser.name, (None, None)) if parser is not None else (None, None)
 
 
-def span_message(
-    entry: Entry, facts: TraceFacts, targets: Mapping[str, Target], content: bool
-) -> Span:
-    """The OTLP span of one recorded call (docs/opentelemetry.md has the attribute table)."""
+def fill_span(
+    message: Span,
+    entry: Entry,
+    facts: TraceFacts,
+    targets: Mapping[str, Target],
+    content: bool,
+    cache: ShapeCache,
+) -> None:
+    """Fill ``message`` with the OTLP span of one recorded call (docs/opentelemetry.md)."""
     span = entry.data
+    usage = span.get("usage") or {}
+    key = (
+        span.get("method"), span.get("path"), span.get("upstream"), span.get("status"),
+        span.get("stream"), span.get("model"), span.get("response_model"),
+        span.get("finish_reason"), span.get("error"), usage.get("input_tokens"),
+        usage.get("output_tokens"), facts,
+    )  # fmt: skip
+    shape = cache.shape(key, lambda: _make_shape(span, facts, targets))
+    start = unix_nanos(span.get("started_at"))
+    duration = span.get("duration_ms")
+    message.trace_id = trace_id_bytes(entry.trace_id)
+    message.span_id = span_id_bytes(str(span.get("span_id") or entry.span_id))
+    message.parent_span_id = span_id_bytes(span.get("parent_span_id"))
+    message.name = shape.name
+    message.kind = Span.SPAN_KIND_CLIENT
+    message.start_time_unix_nano = start
+    dur_ns = int(duration * 1_000_000) if isinstance(duration, int | float) else 0
+    message.end_time_unix_nano = start + dur_ns
+    if shape.error is not None:
+        message.status.code = Status.STATUS_CODE_ERROR
+        message.status.message = shape.error
+    own = [
+        ("feedback_proxy.trace_id", entry.trace_id),
+        ("gen_ai.response.id", span.get("response_id")),
+        ("feedback_proxy.ttft_ms", span.get("ttft_ms")),
+        ("feedback_proxy.cost_usd", span.get("cost_usd")),
+    ]
+    if content:
+        own += _content_pairs(span)
+    for name, raw in own:
+        if _known(raw):
+            kv = message.attributes.add()
+            kv.key = name
+            _set_value(kv.value, raw)
+    message.MergeFromString(shape.encoded)
+
+
+def _make_shape(
+    span: Mapping[str, Any], facts: TraceFacts, targets: Mapping[str, Target]
+) -> _Shape:
     method, path = str(span.get("method") or ""), str(span.get("path") or "")
     operation, provider = operation_of(method, path)
     model = span.get("model") or span.get("response_model")
-    start = unix_nanos(span.get("started_at"))
-    duration = span.get("duration_ms")
-    end = start + int(duration * 1_000_000) if isinstance(duration, int | float) else start
-    target = targets.get(str(span.get("upstream")))
-    pairs = _span_pairs(span, operation, provider, target)
-    pairs += _trace_pairs(entry.trace_id, facts)
-    if content:
-        pairs += _content_pairs(span)
-    return Span(
-        trace_id=trace_id_bytes(entry.trace_id),
-        span_id=span_id_bytes(str(span.get("span_id") or entry.span_id)),
-        parent_span_id=span_id_bytes(span.get("parent_span_id")),
+    holder = Span(attributes=attributes(
+        _span_pairs(span, operation, provider, targets.get(str(span.get("upstream"))))
+        + _trace_pairs(facts)
+    ))  # fmt: skip
+    return _Shape(
+        encoded=holder.SerializeToString(),
         name=f"{operation} {model}" if operation and model else (operation or method or "call"),
-        kind=Span.SPAN_KIND_CLIENT,
-        start_time_unix_nano=start,
-        end_time_unix_nano=end,
-        attributes=attributes(pairs),
-        status=_status(span),
+        error=_error_type(span) if _failed(span) else None,
     )
+
+
+def span_message(
+    entry: Entry, facts: TraceFacts, targets: Mapping[str, Target], content: bool
+) -> Span:
+    """One span on its own (``Encoder`` fills them straight into a request)."""
+    message = Span()
+    fill_span(message, entry, facts, targets, content, ShapeCache())
+    return message
 
 
 def _span_pairs(
@@ -184,7 +269,6 @@ def _span_pairs(
         ("gen_ai.provider.name", provider),
         ("gen_ai.request.model", span.get("model")),
         ("gen_ai.response.model", span.get("response_model")),
-        ("gen_ai.response.id", span.get("response_id")),
         ("gen_ai.response.finish_reasons", [finish] if finish else None),
         ("gen_ai.usage.input_tokens", usage.get("input_tokens")),
         ("gen_ai.usage.output_tokens", usage.get("output_tokens")),
@@ -195,16 +279,13 @@ def _span_pairs(
         ("error.type", _error_type(span)),
         ("feedback_proxy.upstream", span.get("upstream")),
         ("feedback_proxy.stream", span.get("stream")),
-        ("feedback_proxy.ttft_ms", span.get("ttft_ms")),
-        ("feedback_proxy.cost_usd", span.get("cost_usd")),
     ]
 
 
-def _trace_pairs(trace_id: str, facts: TraceFacts) -> list[tuple[str, Any]]:
+def _trace_pairs(facts: TraceFacts) -> list[tuple[str, Any]]:
     return [
         ("session.id", facts.session_id),
         ("user.id", facts.user_id),
-        ("feedback_proxy.trace_id", trace_id),
         ("feedback_proxy.trace_name", facts.name),
         ("feedback_proxy.tags", list(facts.tags)),
     ]
@@ -239,12 +320,6 @@ def _error_type(span: Mapping[str, Any]) -> str | None:
         return None
     error = span.get("error")
     return str(error) if error else str(span.get("status") or "no_response")
-
-
-def _status(span: Mapping[str, Any]) -> Status:
-    if not _failed(span):
-        return Status()
-    return Status(code=Status.STATUS_CODE_ERROR, message=_error_type(span) or "")
 
 
 # -- evaluation events -----------------------------------------------------------------------
@@ -342,39 +417,62 @@ def _text(value: Any) -> str | None:
 # -- requests --------------------------------------------------------------------------------
 
 
-def trace_request(spans: Sequence[Span], res: Resource, version: str) -> ExportTraceServiceRequest:
-    scope = InstrumentationScope(name=SCOPE_NAME, version=version)
-    return ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(resource=res, scope_spans=[ScopeSpans(scope=scope, spans=spans)])
-        ]
-    )
+class Encoder:
+    """Entries to export requests, with one attribute cache for the exporter's life."""
 
+    def __init__(
+        self, targets: Mapping[str, Target], content: bool, service_name: str, version: str
+    ) -> None:
+        self._targets = targets
+        self._content = content
+        self._resource = resource(service_name, version)
+        self._scope = InstrumentationScope(name=SCOPE_NAME, version=version)
+        self._cache = ShapeCache()
 
-def logs_request(
-    records: Sequence[LogRecord], res: Resource, version: str
-) -> ExportLogsServiceRequest:
-    scope = InstrumentationScope(name=SCOPE_NAME, version=version)
-    return ExportLogsServiceRequest(
-        resource_logs=[
-            ResourceLogs(resource=res, scope_logs=[ScopeLogs(scope=scope, log_records=records)])
-        ]
-    )
+    def spans(
+        self, entries: Iterable[Entry], facts: Mapping[str, TraceFacts]
+    ) -> ExportTraceServiceRequest:
+        """One request with the span of every ``span`` entry, in stream order."""
+        request = self.new_traces()
+        self.add_spans(request, entries, facts)
+        return request
 
+    def new_traces(self) -> ExportTraceServiceRequest:
+        """An empty request under this exporter's resource and scope."""
+        request = ExportTraceServiceRequest()
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.CopyFrom(self._resource)
+        resource_spans.scope_spans.add().scope.CopyFrom(self._scope)
+        return request
 
-def map_batch(
-    entries: Iterable[Entry],
-    facts: Mapping[str, TraceFacts],
-    targets: Mapping[str, Target],
-    content: bool,
-    observed_ns: int,
-) -> Batch:
-    """Every entry of a batch, in stream order; entries of an unknown type are skipped."""
-    batch = Batch()
-    for entry in entries:
-        known = facts.get(entry.trace_id, TraceFacts())
-        if entry.type == "span":
-            batch.spans.append(span_message(entry, known, targets, content))
-        else:
-            batch.logs += evaluation_records(entry, known, observed_ns)
-    return batch
+    def add_spans(
+        self,
+        request: ExportTraceServiceRequest,
+        entries: Iterable[Entry],
+        facts: Mapping[str, TraceFacts],
+    ) -> int:
+        """Append the spans of ``entries`` (the exporter adds a batch in slices, giving the
+        event loop back in between); how many spans the request holds now."""
+        spans = request.resource_spans[0].scope_spans[0].spans
+        for entry in entries:
+            if entry.type == "span":
+                known = entry.trace or facts.get(entry.trace_id) or TraceFacts()
+                fill_span(spans.add(), entry, known, self._targets, self._content, self._cache)
+        return len(spans)
+
+    def logs(
+        self, entries: Iterable[Entry], facts: Mapping[str, TraceFacts], observed_ns: int
+    ) -> ExportLogsServiceRequest:
+        """One request with the evaluation records of the other entries (unknown types: none)."""
+        records: list[LogRecord] = []
+        for entry in entries:
+            if entry.type != "span":
+                known = facts.get(entry.trace_id) or TraceFacts()
+                records += evaluation_records(entry, known, observed_ns)
+        request = ExportLogsServiceRequest()
+        resource_logs = request.resource_logs.add()
+        resource_logs.resource.CopyFrom(self._resource)
+        scope = resource_logs.scope_logs.add()
+        scope.scope.CopyFrom(self._scope)
+        scope.log_records.extend(records)
+        return request

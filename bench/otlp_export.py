@@ -177,7 +177,9 @@ def _median(reps: list[dict[str, Any]], name: str, *path: str) -> float:
     return statistics.median(v for v in values if v is not None)
 
 
-def report(a: argparse.Namespace, b: fw.Bench, reps: list[dict[str, Any]], sink: dict[str, int]) -> str:
+def report(
+    a: argparse.Namespace, b: fw.Bench, reps: list[dict[str, Any]], sink: dict[str, int]
+) -> str:
     cpu = {n: _median(reps, n, "sat", "cpu_us_per_req") for n in TARGETS}
     rps = {n: _median(reps, n, "sat", "rps") for n in TARGETS}
     p50 = {n: _median(reps, n, "rate", "latency_ms", "p50") for n in TARGETS}

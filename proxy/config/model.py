@@ -102,7 +102,7 @@ class OtlpExportSettings:
     endpoint: str = ""  # empty = off
     headers: Mapping[str, str] = field(default_factory=dict)
     content: bool = False
-    batch_size: int = 256
+    batch_size: int = 512
     timeout: float = 10.0
     max_attempts: int = 5
     max_backoff: float = 10.0

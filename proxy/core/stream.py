@@ -23,7 +23,7 @@ class TraceFacts:
     latest_span_id: str | None = None  # the target of trace-level feedback
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per entry read, and a frozen __init__ costs more
 class StreamEntry:
     """One event-stream entry; ``data`` is the decoded JSON (empty when it was unreadable)."""
 

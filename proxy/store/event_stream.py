@@ -35,6 +35,7 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+FACTS_CACHE = 10_000
 UNDELIVERED_SCAN = 1000  # Redis 6.2 has no group lag: count at most this many entries
 
 
@@ -64,27 +65,33 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _entry(entry_id: Any, fields: Any) -> StreamEntry:
-    values = {_text(k): v for k, v in fields.items()}
+def _entry(entry_id: Any, fields: Any, facts: dict[bytes, TraceFacts | None]) -> StreamEntry:
+    """One entry from redis-py's reply (bytes keys); ``facts`` caches decoded trace fields,
+    which many span entries share byte for byte."""
     try:
-        data = orjson.loads(values.get("data") or b"{}")
+        data = orjson.loads(fields.get(b"data") or b"{}")
     except orjson.JSONDecodeError:
         data = {}
-    span_id = _text(values.get("span_id") or b"")
+    raw_facts = fields.get(b"trace")
+    carried = None
+    if raw_facts:
+        if raw_facts not in facts:
+            if len(facts) > FACTS_CACHE:
+                facts.clear()
+            facts[raw_facts] = _carried_facts(raw_facts)
+        carried = facts[raw_facts]
     return StreamEntry(
         entry_id=_text(entry_id),
-        type=_text(values.get("type") or b""),
-        trace_id=_text(values.get("trace_id") or b""),
-        span_id=span_id or None,
+        type=_text(fields.get(b"type") or b""),
+        trace_id=_text(fields.get(b"trace_id") or b""),
+        span_id=_text(fields.get(b"span_id") or b"") or None,
         data=data if isinstance(data, dict) else {},
-        trace=_carried_facts(values.get("trace")),
+        trace=carried,
     )
 
 
-def _carried_facts(raw: Any) -> TraceFacts | None:
+def _carried_facts(raw: bytes) -> TraceFacts | None:
     """The trace fields a span entry carries (entries written before they did: None)."""
-    if not raw:
-        return None
     try:
         found = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -109,6 +116,7 @@ class EventStream:
         self._stream = keys.events
         self._group = group
         self._lease = keys.export_lease(group)
+        self._facts: dict[bytes, TraceFacts | None] = {}
 
     async def ensure_group(self) -> None:
         """Create the group at the stream's end (export starts when first enabled); keep an
@@ -138,7 +146,9 @@ class EventStream:
                 self._stream, self._group, consumer, 0, start, count=count
             )
             cursor = _text(reply[0])
-            found = [_entry(entry_id, fields) for entry_id, fields in reply[1] if fields]
+            found = [
+                _entry(entry_id, fields, self._facts) for entry_id, fields in reply[1] if fields
+            ]
             entries += found
             if len(found) < len(reply[1]):  # Redis 6.2: a trimmed entry comes back as nil
                 trimmed += await self._missing(start, len(reply[1]), {e.entry_id for e in found})
@@ -168,7 +178,7 @@ class EventStream:
         _, rows = reply[0] if isinstance(reply, list) else next(iter(reply.items()))
         if isinstance(rows, list) and rows and isinstance(rows[0], list):
             rows = rows[0]
-        return [_entry(entry_id, fields) for entry_id, fields in rows if fields]
+        return [_entry(entry_id, fields, self._facts) for entry_id, fields in rows if fields]
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         if entry_ids:

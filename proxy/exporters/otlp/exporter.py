@@ -45,7 +45,7 @@ GROUP = "otlp"
 BLOCK_MS = 500  # one blocking read; also how soon a stop is noticed
 BACKLOG_EVERY_S = 2.0
 ENCODE_SLICE = 32  # spans encoded between two returns to the event loop (~0.5 ms)
-LINGER_S = 0.2  # after a partial read: how long to let a batch fill up
+LINGER_S = 1.0  # after a partial read: how long to let a batch fill up (the SDK waits 5 s)
 FIRST_BACKOFF_S = 0.2
 
 
@@ -84,6 +84,8 @@ class OtlpExporter:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._holding = False
+        self._maybe_pending = True
+        self._renewed_at = 0.0
         self._backlog_at = 0.0
         self._overrun_at: str | None = None
 
@@ -126,27 +128,45 @@ class OtlpExporter:
 
     async def _round(self) -> None:
         settings = self._settings
-        if not await self._stream.hold_lease(self.consumer, settings.lease_seconds):
+        if not await self._renew():
             self._holding = False
             self.counts.pending = 0  # the holder reports the backlog
             await self._pause(1.0)
             return
         if not self._holding:
             await self._take_over()
-        claimed = await self._stream.claim_pending(self.consumer, settings.batch_size)
+        await self._measure_backlog()
+        entries = await self._claimed() if self._maybe_pending else []
+        if not entries:
+            entries = await self._read_batch()
+        if entries and not await self._deliver(entries):
+            self._maybe_pending = True
+            await self._pause(settings.max_backoff)  # stays pending: tried again next round
+
+    async def _renew(self) -> bool:
+        """Hold the lease: renewed when a third of it has passed (a round, or a send attempt,
+        starts with this, so a holder never goes a whole lease without renewing)."""
+        now = time.monotonic()
+        if self._holding and now - self._renewed_at < self._settings.lease_seconds / 3:
+            return True
+        held = await self._stream.hold_lease(self.consumer, self._settings.lease_seconds)
+        self._renewed_at = now if held else 0.0
+        return held
+
+    async def _claimed(self) -> list[StreamEntry]:
+        """Pending entries (a dead holder's, or a batch of ours that gave up), oldest first;
+        only looked for after a takeover or a failed round, not every round."""
+        claimed = await self._stream.claim_pending(self.consumer, self._settings.batch_size)
         if claimed.trimmed:
             self.counts.trimmed += len(claimed.trimmed)
             log.warning("otlp export: pending entries trimmed", count=len(claimed.trimmed))
             await self._stream.ack(claimed.trimmed)
-        entries = claimed.entries
-        if not entries:
-            await self._measure_backlog()
-            entries = await self._read_batch()
-        if entries and not await self._deliver(entries):
-            await self._pause(settings.max_backoff)  # stays pending: tried again next round
+        if not claimed.entries and not claimed.trimmed:
+            self._maybe_pending = False
+        return claimed.entries
 
     async def _read_batch(self) -> list[StreamEntry]:
-        """New entries: wait up to BLOCK_MS for the first, then up to LINGER_S for more, so
+        """New entries: wait up to BLOCK_MS for the first, then LINGER_S for more, so
         a steady trickle goes out in full batches (as the Collector's batch processor does)."""
         size = self._settings.batch_size
         entries = await self._stream.read_new(self.consumer, size, BLOCK_MS)
@@ -157,6 +177,7 @@ class OtlpExporter:
 
     async def _take_over(self) -> None:
         self._holding = True
+        self._maybe_pending = True
         await self._stream.ensure_group()
         await self._stream.forget_idle_consumers(self.consumer, self._settings.lease_seconds)
         log.info("otlp export: this process exports now", consumer=self.consumer)
@@ -190,6 +211,7 @@ class OtlpExporter:
                     return False
             except _LeaseLost:
                 self._holding = False
+                self._maybe_pending = True
                 return False
             await self._stream.ack([entry.entry_id for entry in run])
         return True
@@ -218,7 +240,7 @@ class OtlpExporter:
         for attempt in range(1, settings.max_attempts + 1):
             if attempt > 1 and self._stopping.is_set():
                 return False  # stopping: the batch waits in Redis for the next process
-            if not await self._stream.hold_lease(self.consumer, settings.lease_seconds):
+            if not await self._renew():
                 raise _LeaseLost
             try:
                 answer = await self._client.send(path, payload)

@@ -98,17 +98,16 @@ def _set_value(target: AnyValue, raw: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """What spans of one shape share: their encoded attributes, name and error text."""
+    """What spans of one shape share: a span holding their attributes, name and status, which
+    each span of the shape starts as a copy of."""
 
-    encoded: bytes
-    name: str
-    error: str | None
+    template: Span
 
 
 class ShapeCache:
     """Span shapes by the values they derive from. Calls repeat their operation, provider,
     model, server, status, token counts, session and tags from call to call; merging the
-    library's own encoding of those attributes, made once, is several times cheaper than
+    library's copy of a span made once with those attributes is several times cheaper than
     building ~20 KeyValue messages per span. Bounded: past ``limit`` shapes it starts over."""
 
     def __init__(self, limit: int = 10_000) -> None:
@@ -203,19 +202,15 @@ def fill_span(
         usage.get("output_tokens"), facts,
     )  # fmt: skip
     shape = cache.shape(key, lambda: _make_shape(span, facts, targets))
+    message.CopyFrom(shape.template)  # first: a copy replaces everything set before
     start = unix_nanos(span.get("started_at"))
     duration = span.get("duration_ms")
     message.trace_id = trace_id_bytes(entry.trace_id)
     message.span_id = span_id_bytes(str(span.get("span_id") or entry.span_id))
     message.parent_span_id = span_id_bytes(span.get("parent_span_id"))
-    message.name = shape.name
-    message.kind = Span.SPAN_KIND_CLIENT
     message.start_time_unix_nano = start
     dur_ns = int(duration * 1_000_000) if isinstance(duration, int | float) else 0
     message.end_time_unix_nano = start + dur_ns
-    if shape.error is not None:
-        message.status.code = Status.STATUS_CODE_ERROR
-        message.status.message = shape.error
     own = [
         ("feedback_proxy.trace_id", entry.trace_id),
         ("gen_ai.response.id", span.get("response_id")),
@@ -229,7 +224,6 @@ def fill_span(
             kv = message.attributes.add()
             kv.key = name
             _set_value(kv.value, raw)
-    message.MergeFromString(shape.encoded)
 
 
 def _make_shape(
@@ -238,15 +232,18 @@ def _make_shape(
     method, path = str(span.get("method") or ""), str(span.get("path") or "")
     operation, provider = operation_of(method, path)
     model = span.get("model") or span.get("response_model")
-    holder = Span(attributes=attributes(
-        _span_pairs(span, operation, provider, targets.get(str(span.get("upstream"))))
-        + _trace_pairs(facts)
-    ))  # fmt: skip
-    return _Shape(
-        encoded=holder.SerializeToString(),
+    template = Span(
         name=f"{operation} {model}" if operation and model else (operation or method or "call"),
-        error=_error_type(span) if _failed(span) else None,
+        kind=Span.SPAN_KIND_CLIENT,
+        attributes=attributes(
+            _span_pairs(span, operation, provider, targets.get(str(span.get("upstream"))))
+            + _trace_pairs(facts)
+        ),
     )
+    if _failed(span):
+        template.status.code = Status.STATUS_CODE_ERROR
+        template.status.message = _error_type(span) or ""
+    return _Shape(template)
 
 
 def span_message(

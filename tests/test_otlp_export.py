@@ -104,6 +104,10 @@ async def test_a_proxied_call_arrives_as_a_genai_client_span(
     assert attrs(receiver.received.resources[0].attributes)["service.name"] == "feedback-proxy"
     assert receiver.received.gzipped == receiver.received.requests
     assert receiver.received.headers[0]["authorization"] == "Bearer collector-secret"
+    async with http.get(f"{proxy.admin_url}/metrics") as resp:
+        text = await resp.text()
+    assert metric(text, 'feedback_proxy_otlp_exported_total{signal="spans"}') == 1
+    assert metric(text, 'feedback_proxy_otlp_failed_requests_total{signal="spans"}') == 0
 
 
 async def test_feedback_becomes_an_evaluation_event_on_the_span(
@@ -259,3 +263,16 @@ async def test_two_proxies_share_the_export_without_duplicates(
     later = [(await call(http, two, {"X-Trace-Id": f"later-{i}"}))[2] for i in range(5)]
     await eventually(lambda: set(receiver.span_ids()) >= set(later), timeout=WAIT, what="later")
     assert Counter(receiver.span_ids()) == Counter(sent + later)
+
+
+async def test_export_goes_on_when_the_stream_was_deleted(
+    start: StartProxy, receiver: OtlpReceiver, http: aiohttp.ClientSession,
+    redis_client: aioredis.Redis, keys: Keys,
+) -> None:  # fmt: skip
+    """A stream deleted by hand (and its group with it) is made again; export goes on."""
+    proxy = await start(**export_settings(receiver))
+    first = (await call(http, proxy))[2]
+    await eventually(lambda: first in receiver.span_ids(), timeout=WAIT, what="first span")
+    await redis_client.delete(keys.events)
+    later = (await call(http, proxy))[2]
+    await eventually(lambda: later in receiver.span_ids(), timeout=WAIT, what="later span")

@@ -118,11 +118,13 @@ class EventStream:
         self._lease = keys.export_lease(group)
         self._facts: dict[bytes, TraceFacts | None] = {}
 
-    async def ensure_group(self) -> None:
-        """Create the group at the stream's end (export starts when first enabled); keep an
-        existing group and its position."""
+    async def ensure_group(self, from_start: bool = False) -> None:
+        """Create the group at the stream's end (export starts when first enabled), or at its
+        start (a stream made again after it was deleted: all of it is new); keep an existing
+        group and its position."""
+        start = "0" if from_start else "$"
         try:
-            await self._client.xgroup_create(self._stream, self._group, id="$", mkstream=True)
+            await self._client.xgroup_create(self._stream, self._group, id=start, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -86,6 +86,7 @@ class OtlpExporter:
         self._holding = False
         self._maybe_pending = True
         self._renewed_at = 0.0
+        self._group_lost = False
         self._backlog_at = 0.0
         self._overrun_at: str | None = None
 
@@ -115,6 +116,9 @@ class OtlpExporter:
                 await self._round()
             except REDIS_FAILURES as exc:
                 log.warning("otlp export: Redis failed", error=f"{type(exc).__name__}: {exc}")
+                if "NOGROUP" in str(exc) or "no such key" in str(exc):
+                    self._holding = False  # the stream was deleted: make the group again
+                    self._group_lost = True
                 await self._pause(1.0)
             except Exception as exc:  # a bug must not end export for good: log, wait, go on
                 log.error("otlp export round failed", error=f"{type(exc).__name__}: {exc}")
@@ -178,7 +182,8 @@ class OtlpExporter:
     async def _take_over(self) -> None:
         self._holding = True
         self._maybe_pending = True
-        await self._stream.ensure_group()
+        await self._stream.ensure_group(from_start=self._group_lost)
+        self._group_lost = False
         await self._stream.forget_idle_consumers(self.consumer, self._settings.lease_seconds)
         log.info("otlp export: this process exports now", consumer=self.consumer)
 

@@ -61,8 +61,9 @@ def validate(settings: Settings) -> None:
 
 
 def _check_otlp(settings: Settings) -> None:
-    """``[export.otlp]``: a lease must outlive one send attempt and its backoff (the holder
-    renews it between attempts), else a live exporter could lose it mid-batch."""
+    """``[export.otlp]``: the holder renews its lease once a quarter of it has passed, before
+    a send attempt; a quarter lease plus one attempt and its backoff must fit in the lease,
+    else a live exporter could lose it mid-batch."""
     otlp = settings.otlp
     _check_range("export.otlp.batch_size", otlp.batch_size, 1, 10_000)
     _check_range("export.otlp.timeout", otlp.timeout, 0.1, 600)
@@ -74,9 +75,10 @@ def _check_otlp(settings: Settings) -> None:
         "https",
     }:
         raise ConfigError("export.otlp.endpoint", "must start with http:// or https://")
-    if otlp.lease_seconds <= otlp.timeout + otlp.max_backoff:
+    if otlp.lease_seconds * 3 / 4 <= otlp.timeout + otlp.max_backoff:
         raise ConfigError(
-            "export.otlp.lease_seconds", "must be more than export.otlp.timeout + max_backoff"
+            "export.otlp.lease_seconds",
+            "must be more than 4/3 of (export.otlp.timeout + max_backoff)",
         )
 
 

@@ -148,10 +148,11 @@ class OtlpExporter:
             await self._pause(settings.max_backoff)  # stays pending: tried again next round
 
     async def _renew(self) -> bool:
-        """Hold the lease: renewed when a third of it has passed (a round, or a send attempt,
-        starts with this, so a holder never goes a whole lease without renewing)."""
+        """Hold the lease: renewed once a quarter of it has passed. A round and every send
+        attempt start with this, so the longest time between renewals is a quarter lease plus
+        one attempt and one backoff, which ``config.checks`` keeps under the lease."""
         now = time.monotonic()
-        if self._holding and now - self._renewed_at < self._settings.lease_seconds / 3:
+        if self._holding and now - self._renewed_at < self._settings.lease_seconds / 4:
             return True
         held = await self._stream.hold_lease(self.consumer, self._settings.lease_seconds)
         self._renewed_at = now if held else 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import orjson
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from proxy.core.stream import StreamEntry, TraceFacts
@@ -39,7 +40,7 @@ def span_data(**changes: Any) -> dict[str, Any]:
 
 
 def entry(kind: str, data: dict[str, Any], trace_id: str = "my-trace", span_id: str | None = None):  # type: ignore[no-untyped-def]
-    return StreamEntry("1-0", kind, trace_id, span_id, data)
+    return StreamEntry("1-0", kind, trace_id, span_id, orjson.dumps(data))
 
 
 def test_span_ids_times_kind_and_name() -> None:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class TraceFacts:
@@ -25,14 +27,25 @@ class TraceFacts:
 
 @dataclass(slots=True)  # not frozen: built per entry read, and a frozen __init__ costs more
 class StreamEntry:
-    """One event-stream entry; ``data`` is the decoded JSON (empty when it was unreadable)."""
+    """One event-stream entry. ``raw`` is its ``data`` JSON, decoded by ``data()`` only when
+    the entry is mapped: a batch waits up to a second for more entries, and thousands of
+    decoded objects held that long would live on into the garbage collector's old
+    generations, which are expensive to collect."""
 
     entry_id: str
     type: str
     trace_id: str
     span_id: str | None
-    data: Mapping[str, Any]
+    raw: bytes = b"{}"
     trace: TraceFacts | None = None  # span entries carry the trace fields their call sent
+
+    def data(self) -> Mapping[str, Any]:
+        """The decoded data (empty when it is not a JSON object); decoded on every call."""
+        try:
+            found = orjson.loads(self.raw)
+        except orjson.JSONDecodeError:
+            return {}
+        return found if isinstance(found, dict) else {}
 
 
 def entry_id_order(entry_id: str) -> tuple[int, int]:

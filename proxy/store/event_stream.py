@@ -68,10 +68,6 @@ def _text(value: Any) -> str:
 def _entry(entry_id: Any, fields: Any, facts: dict[bytes, TraceFacts | None]) -> StreamEntry:
     """One entry from redis-py's reply (bytes keys); ``facts`` caches decoded trace fields,
     which many span entries share byte for byte."""
-    try:
-        data = orjson.loads(fields.get(b"data") or b"{}")
-    except orjson.JSONDecodeError:
-        data = {}
     raw_facts = fields.get(b"trace")
     carried = None
     if raw_facts:
@@ -85,7 +81,7 @@ def _entry(entry_id: Any, fields: Any, facts: dict[bytes, TraceFacts | None]) ->
         type=_text(fields.get(b"type") or b""),
         trace_id=_text(fields.get(b"trace_id") or b""),
         span_id=_text(fields.get(b"span_id") or b"") or None,
-        data=data if isinstance(data, dict) else {},
+        raw=fields.get(b"data") or b"{}",
         trace=carried,
     )
 

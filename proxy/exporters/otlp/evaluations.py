@@ -17,8 +17,6 @@ from proxy.exporters.otlp.values import attributes, span_id_bytes, trace_id_byte
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 _SEVERITY_INFO = 9  # SeverityNumber.SEVERITY_NUMBER_INFO
-
-# Endpoint parser name -> (gen_ai.operation.name, gen_ai.provider.name).
 # Feedback attribute -> the evaluation it is (gen_ai.evaluation.name), in record order.
 _VOTE, _RATING = "user_feedback", "user_feedback_rating"
 
@@ -26,15 +24,16 @@ _VOTE, _RATING = "user_feedback", "user_feedback_rating"
 def evaluation_records(entry: Entry, facts: TraceFacts, observed_ns: int) -> list[LogRecord]:
     """The ``gen_ai.evaluation.result`` records of a feedback, score or implicit entry."""
     target = entry.span_id or facts.latest_span_id
+    data = entry.data()
     if entry.type == "feedback":
-        found = _feedback_evaluations(entry.data)
-        when = entry.data.get("received_at")
+        found = _feedback_evaluations(data)
+        when = data.get("received_at")
     elif entry.type == "score":
-        found = [_score_evaluation(entry.data)]
-        when = entry.data.get("created_at")
+        found = [_score_evaluation(data)]
+        when = data.get("created_at")
     elif entry.type == "implicit":
-        found = [_implicit_evaluation(entry.data)]
-        when = entry.data.get("at")
+        found = [_implicit_evaluation(data)]
+        when = data.get("at")
     else:
         return []
     time_ns = unix_nanos(when) or observed_ns

@@ -27,6 +27,7 @@ from proxy.exporters.otlp.values import (
 )
 from proxy.recording.providers.registry import parser_for
 
+# Endpoint parser name -> (gen_ai.operation.name, gen_ai.provider.name).
 _OPERATIONS = {
     "openai_chat": ("chat", "openai"),
     "openai_completions": ("text_completion", "openai"),
@@ -89,7 +90,7 @@ def fill_span(
     cache: ShapeCache,
 ) -> None:
     """Fill ``message`` with the OTLP span of one recorded call (docs/opentelemetry.md)."""
-    span = entry.data
+    span = entry.data()
     usage = span.get("usage") or {}
     key = (
         span.get("method"), span.get("path"), span.get("upstream"), span.get("status"),

@@ -52,6 +52,8 @@ def literal(text: str) -> Any:
 
 def code_default(key: str) -> Any:
     """The built-in default of a dotted settings key (``upstreams.<name>.*`` included)."""
+    if key.startswith("export.otlp."):
+        return getattr(Settings().otlp, key.removeprefix("export.otlp."))
     section, name = key.split(".", 1)
     if section == "upstreams":
         return getattr(UpstreamSettings(), name.split(".", 1)[1])
@@ -67,6 +69,7 @@ def numeric_setting_keys() -> set[str]:
         if is_dataclass(getattr(defaults, f.name))
     }
     sections["upstreams.<name>"] = UpstreamSettings()
+    sections["export.otlp"] = sections.pop("otlp")  # [export.otlp] is a nested table
     return {
         f"{section}.{f.name}"
         for section, values in sections.items()

@@ -38,6 +38,8 @@ def built_by_code() -> tuple[set[str], set[str]]:
     used |= {"score_pairs", "session_inputs"}
     patterns |= {keys.dimension_values("model"), keys.dimension_values("upstream")}
     used.add("dimension_values")
+    patterns.add(keys.export_lease("otlp"))
+    used.add("export_lease")
     for name in ("index_by_time", "index_registry", "datasets", "events"):
         patterns.add(getattr(keys, name))
         used.add(name)

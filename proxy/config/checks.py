@@ -58,6 +58,7 @@ def validate(settings: Settings) -> None:
     _check_redis(settings.redis)
     _check_upstreams(settings)
     _check_dimensions(settings.stats.dimensions)
+    _check_otlp(settings)
     if not _is_loopback(a.host) and not a.token:
         raise ConfigError("admin.token", f"required when admin.host is not loopback ({a.host})")
 
@@ -76,6 +77,28 @@ def _check_dimensions(dimensions: tuple[str, ...]) -> None:
         if not 0 < len(key) <= 128 or not key.isprintable() or key != key.strip():
             raise ConfigError("stats.dimensions", f"{key!r} is not an attribute key (1-128 "
                               "printable characters, no surrounding spaces)")  # fmt: skip
+
+
+def _check_otlp(settings: Settings) -> None:
+    """``[export.otlp]``: the holder renews its lease once a quarter of it has passed, before
+    a send attempt; a quarter lease plus one attempt and its backoff must fit in the lease,
+    else a live exporter could lose it mid-batch."""
+    otlp = settings.otlp
+    _check_range("export.otlp.batch_size", otlp.batch_size, 1, 10_000)
+    _check_range("export.otlp.timeout", otlp.timeout, 0.1, 600)
+    _check_range("export.otlp.max_attempts", otlp.max_attempts, 1, 100)
+    _check_range("export.otlp.max_backoff", otlp.max_backoff, 0.01, 3600)
+    _check_range("export.otlp.lease_seconds", otlp.lease_seconds, 1, 3600)
+    if otlp.endpoint and _split_url("export.otlp.endpoint", otlp.endpoint).scheme not in {
+        "http",
+        "https",
+    }:
+        raise ConfigError("export.otlp.endpoint", "must start with http:// or https://")
+    if otlp.lease_seconds * 3 / 4 <= otlp.timeout + otlp.max_backoff:
+        raise ConfigError(
+            "export.otlp.lease_seconds",
+            "must be more than 4/3 of (export.otlp.timeout + max_backoff)",
+        )
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:
@@ -156,7 +179,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, secrets replaced by ``***`` (for check-config)."""
     result: dict[str, Any] = {}
     for section in fields(settings):
-        if section.name in ("upstreams", "review_rules"):
+        if section.name in ("upstreams", "review_rules", "otlp"):
             continue
         values = getattr(settings, section.name)
         result[section.name] = {
@@ -170,7 +193,16 @@ def masked(settings: Settings) -> dict[str, Any]:
     result["review"] = {
         "rules": [{"dataset": r.dataset, "when": r.when} for r in settings.review_rules]
     }
+    result["export"] = {"otlp": _masked_otlp(settings)}
     return result
+
+
+def _masked_otlp(settings: Settings) -> dict[str, Any]:
+    """Every ``[export.otlp]`` key; header values are credentials (authorization, API keys)."""
+    otlp = settings.otlp
+    shown = {f.name: _mask("export.otlp." + f.name, getattr(otlp, f.name)) for f in fields(otlp)}
+    shown["headers"] = dict.fromkeys(otlp.headers, "***")
+    return shown
 
 
 def _mask(key: str, value: Any) -> Any:

@@ -22,6 +22,7 @@ from proxy.config.model import (
     FeedbackSettings,
     ImplicitSettings,
     LogSettings,
+    OtlpExportSettings,
     ProxySettings,
     RedisSettings,
     ReviewRule,
@@ -118,14 +119,39 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _build(raw: dict[str, Any]) -> Settings:
-    known = set(_SECTIONS) | {"upstreams", "review"}
+    known = set(_SECTIONS) | {"upstreams", "review", "export"}
     for section in raw:
         if section not in known:
             raise ConfigError(section, f"unknown section (known: {', '.join(sorted(known))})")
     built = {name: _build_section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
     upstreams = _build_upstreams(raw.get("upstreams"))
     rules = _build_review_rules(raw.get("review", {}))
-    return Settings(upstreams=upstreams, review_rules=rules, **built)
+    otlp = _build_otlp(raw.get("export", {}))
+    return Settings(upstreams=upstreams, review_rules=rules, otlp=otlp, **built)
+
+
+def _build_otlp(raw: Any) -> OtlpExportSettings:
+    """``[export.otlp]``; its ``headers`` table is read apart (string values, any names).
+
+    Header names from the environment (``..._EXPORT__OTLP__HEADERS__X_API_KEY``) have ``_``
+    for ``-``: variable names cannot hold a dash, and real header names use no underscore."""
+    if not isinstance(raw, dict) or set(raw) - {"otlp"}:
+        raise ConfigError("export", "must hold only the [export.otlp] table")
+    table = raw.get("otlp", {})
+    if not isinstance(table, dict):
+        raise ConfigError("export.otlp", "must be a table")
+    rest = {key: value for key, value in table.items() if key != "headers"}
+    built: OtlpExportSettings = _build_section("export.otlp", OtlpExportSettings, rest)
+    headers = table.get("headers", {})
+    if not isinstance(headers, dict):
+        raise ConfigError("export.otlp.headers", "must be a table of header = value")
+    converted = {
+        (name.replace("_", "-") if isinstance(value, _EnvText) else name).lower(): _to_str(
+            f"export.otlp.headers.{name}", value
+        )
+        for name, value in headers.items()
+    }
+    return replace(built, headers=converted)
 
 
 def _build_review_rules(raw: Any) -> tuple[ReviewRule, ...]:

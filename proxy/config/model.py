@@ -110,6 +110,21 @@ class LogSettings:
     format: str = "auto"
 
 
+@dataclass(frozen=True, slots=True)
+class OtlpExportSettings:
+    """``[export.otlp]``: spans and feedback events to an OpenTelemetry collector (§10)."""
+
+    endpoint: str = ""  # empty = off
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: bool = False
+    batch_size: int = 512
+    timeout: float = 10.0
+    max_attempts: int = 5
+    max_backoff: float = 10.0
+    lease_seconds: float = 30.0
+    service_name: str = "feedback-proxy"
+
+
 def default_upstreams() -> dict[str, UpstreamSettings]:
     return {
         "openai": UpstreamSettings(base_url="https://api.openai.com"),
@@ -137,3 +152,4 @@ class Settings:
     review_rules: tuple[ReviewRule, ...] = field(default_factory=default_review_rules)
     implicit: ImplicitSettings = field(default_factory=ImplicitSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
+    otlp: OtlpExportSettings = field(default_factory=OtlpExportSettings)

@@ -22,10 +22,11 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from proxy.metrics.calls import DURATION_BUCKETS, TTFT_BUCKETS
+from proxy.metrics.export import export_families
 
 # The classic text format: every Prometheus version and most other scrapers read it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LIVE_FAMILIES = frozenset({"writer"})  # gauges of running processes only
+LIVE_FAMILIES = frozenset({"writer", "otlp_pending"})  # gauges of running processes only
 
 Merged = dict[str, dict[tuple[str, ...], list[float]]]
 
@@ -114,6 +115,7 @@ def families(merged: Merged, processes: int) -> Iterator[Metric]:
     )
     yield from _writer_families(merged)
     yield from _feedback_families(merged.get("feedback", {}))
+    yield from export_families(merged)
     yield GaugeMetricFamily(
         "feedback_proxy_worker_processes",
         "Worker processes whose numbers this answer sums.",

@@ -7,7 +7,8 @@ Order of construction (one ``AsyncExitStack``, so closing runs exactly in revers
 3. the writer, started (it replays what an earlier run left in the spool);
 4. the feedback service;
 5. the index-pruning task;
-6. the upstream session.
+6. the OTLP exporter, when ``[export.otlp]`` names an endpoint (it reads the event stream);
+7. the upstream session.
 
 On close the session goes first (no new upstream calls), the pruning task is cancelled,
 running feedback merges finish, the writer drains its queue into Redis or the spool, and the
@@ -34,6 +35,7 @@ import structlog
 from proxy.admin.services import AdminServices
 from proxy.config import Settings
 from proxy.core.lifecycle import Lifecycle
+from proxy.exporters.otlp.service import running_exporter
 from proxy.feedback.model_lookup import RecentModels, TraceModels
 from proxy.feedback.parse import FeedbackRules
 from proxy.feedback.service import FeedbackService, ReplayCounter
@@ -42,6 +44,7 @@ from proxy.gateway.upstream import Router, client_session
 from proxy.metrics import workers
 from proxy.metrics.calls import CallMetrics
 from proxy.metrics.cost import CostCounter
+from proxy.metrics.export import ExportCounts
 from proxy.metrics.feedback import FeedbackCounts
 from proxy.recording.pricing import SpanPricer, price_data_version
 from proxy.store.connection import connect_to
@@ -78,6 +81,7 @@ class Services:
     metrics_dir: Path | None
     agreement: AgreementStats
     cost_metrics: CostCounter = field(default_factory=CostCounter)
+    export_counts: ExportCounts = field(default_factory=ExportCounts)
 
     def gateway_view(self) -> GatewayServices:
         """What the proxy listener's handlers use."""
@@ -117,6 +121,7 @@ class Services:
         families["feedback"] = self.feedback.counts.snapshot()
         families["cost"] = self.cost_metrics.snapshot()
         families["price_data"] = [[[price_data_version()], [1]]]
+        families.update(self.export_counts.snapshot())
         return {"pid": os.getpid(), "live": live, "families": families}
 
     def scrape_metrics(self) -> list[dict[str, Any]]:
@@ -162,6 +167,8 @@ async def open_services(
         feedback = FeedbackService(store, writer, timeout, models, counts)
         stack.push_async_callback(feedback.close)
         await stack.enter_async_context(_background(_prune_forever(store)))
+        export_counts = ExportCounts()  # [export.otlp]: stopped before Redis closes
+        await stack.enter_async_context(running_exporter(redis, keys, settings, export_counts))
         session = await stack.enter_async_context(client_session(settings))
         yield Services(
             settings=settings,
@@ -180,6 +187,7 @@ async def open_services(
             metrics_dir=metrics_dir,
             agreement=AgreementStats(redis, keys),
             cost_metrics=cost,
+            export_counts=export_counts,
         )
 
 

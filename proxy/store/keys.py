@@ -124,3 +124,7 @@ class Keys:
     def events(self) -> str:
         """Capped stream of finished spans (and feedback events) for other consumers."""
         return f"{self.prefix}:events"
+
+    def export_lease(self, exporter: str) -> str:
+        """String: the process that exports the event stream now (``SET NX PX``, renewed)."""
+        return f"{self.prefix}:export:{exporter}:lease"

@@ -558,7 +558,15 @@ class RedisStore:
         args += (len(self._dims), *self._dims)
         args += span_args(record, self._window_ms, self._implicit_prefix, int(now_ms))
         pipe.execute_command(*args)
-        pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
+        # The trace fields this call sent, for stream consumers (the OTLP exporter's span
+        # attributes) that would otherwise read the trace back per span.
+        facts = orjson.dumps(
+            {"name": trace.get("name"), "session_id": trace.get("session_id"),
+             "user_id": trace.get("user_id"), "tags": tags}
+        )  # fmt: skip
+        pipe.execute_command(
+            *self._xadd_span, trace_id, "span_id", span_id, "data", span_json, "trace", facts
+        )
 
     def _index_keys(self, trace: SpanTrace, span: Span) -> list[str]:
         """The indexes a span lists its trace in, in the order record_span.lua gets them: time,

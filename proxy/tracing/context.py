@@ -27,6 +27,7 @@ __all__ = [
     "CONSUMED_PREFIXES",
     "TraceContext",
     "parse_trace_context",
+    "w3c_span_id_for",
     "w3c_trace_id_for",
 ]
 
@@ -41,6 +42,7 @@ ERROR_CODE = "invalid_trace_header"
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _TRACEPARENT_LEN = 55
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -133,6 +135,18 @@ def w3c_trace_id_for(trace_id: str) -> str:
         return trace_id
     derived = hashlib.sha256(trace_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return derived if derived != _ZERO_TRACE_ID else "0" * 31 + "1"
+
+
+def w3c_span_id_for(span_id: str) -> str:
+    """The W3C span-id for ``span_id``: itself when already 16 hex, else derived from its hash.
+
+    The proxy's own span IDs are valid as they are; a client's custom parent ID
+    (``X-Parent-Span-Id: step-3``) gets the same deterministic treatment as a custom trace ID.
+    """
+    if span_id != _ZERO_SPAN_ID and _HEX16.fullmatch(span_id):
+        return span_id
+    derived = hashlib.sha256(span_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return derived if derived != _ZERO_SPAN_ID else "0" * 15 + "1"
 
 
 def parse_trace_context(headers: Mapping[str, str]) -> TraceContext:

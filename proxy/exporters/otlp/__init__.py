@@ -1,7 +1,7 @@
-"""Room for the OpenTelemetry exporter: spans and feedback events over OTLP/HTTP.
+"""The OpenTelemetry exporter: spans and feedback events over OTLP/HTTP (docs/opentelemetry.md).
 
-Planned modules: ``mapping.py`` (pure: span and feedback records to OTLP messages),
-``consumer.py`` (a consumer group on the event stream: ``XREADGROUP``/``XACK``, pending
-entries re-claimed after a crash), ``client.py`` (batched, gzipped POSTs with the aiohttp
-client). Started by ``proxy.runtime.services`` when ``[export.otlp]`` is set. Nothing here yet.
+``mapping`` with ``spans``, ``evaluations`` and ``values`` (pure: stream entries to OTLP
+messages), ``client`` (one gzipped POST on the exporter's own aiohttp session), ``exporter``
+(the read-send-ack loop under a lease, on the consumer group of ``proxy.store.event_stream``),
+``service`` (built from ``[export.otlp]`` and started by ``proxy.runtime.services``).
 """

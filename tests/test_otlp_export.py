@@ -110,6 +110,11 @@ async def test_a_proxied_call_arrives_as_a_genai_client_span(
     assert metric(text, 'feedback_proxy_otlp_failed_requests_total{signal="spans"}') == 0
 
 
+def _is_user_feedback(record: Any) -> bool:
+    name = attrs(record.attributes)["gen_ai.evaluation.name"]
+    return name in {"user_feedback", "user_feedback_rating"}
+
+
 async def test_feedback_becomes_an_evaluation_event_on_the_span(
     start: StartProxy, receiver: OtlpReceiver, http: aiohttp.ClientSession
 ) -> None:
@@ -122,8 +127,13 @@ async def test_feedback_becomes_an_evaluation_event_on_the_span(
                 "X-Feedback-Comment": "wrong city", "X-Feedback-Category": "incorrect"}  # fmt: skip
     async with http.post(f"{proxy.url}/feedback", headers=feedback) as resp:
         assert resp.status < 300, await resp.text()
+    # The second call repeats the first one's input: besides the vote and the rating, the
+    # export also carries that "regenerated" implicit signal (checked in its own test).
     records = await eventually(
-        lambda: receiver.received.logs, until=lambda r: len(r) == 2, timeout=WAIT, what="2 records"
+        lambda: [r for r in receiver.received.logs if _is_user_feedback(r)],
+        until=lambda r: len(r) == 2,
+        timeout=WAIT,
+        what="2 user feedback records",
     )
     by_name = {attrs(r.attributes)["gen_ai.evaluation.name"]: r for r in records}
     vote, rating = by_name["user_feedback"], by_name["user_feedback_rating"]
@@ -184,6 +194,30 @@ async def test_scores_and_implicit_entries_on_the_stream_are_exported(
     assert found[0]["gen_ai.evaluation.score.value"] == 0.5
     assert found[1]["gen_ai.evaluation.score.label"] == "regenerated"
     assert all(r.span_id.hex() == span_id for r in records)
+
+
+async def test_a_score_posted_to_the_admin_api_is_exported_on_its_span(
+    start: StartProxy, receiver: OtlpReceiver, http: aiohttp.ClientSession
+) -> None:
+    """The whole path of §12 to §10: POST /api/traces/{id}/scores, the event stream, OTLP."""
+    proxy = await start(**export_settings(receiver))
+    _, trace_id, span_id = await call(http, proxy, {"X-Trace-Id": "scored-e2e"})
+    await eventually(lambda: receiver.received.spans, timeout=WAIT, what="the span")
+    score = {"name": "faithfulness", "value": 0.25, "label": "fail",
+             "explanation": "cites nothing", "span_id": span_id}  # fmt: skip
+    url = f"{proxy.admin_url}/api/traces/{trace_id}/scores"
+    async with http.post(url, json=score) as resp:
+        assert resp.status == 200, await resp.text()
+    records = await eventually(
+        lambda: receiver.received.logs, until=lambda r: len(r) == 1, timeout=WAIT, what="a record"
+    )
+    found = attrs(records[0].attributes)
+    assert found["gen_ai.evaluation.name"] == "faithfulness"
+    assert found["gen_ai.evaluation.score.value"] == 0.25
+    assert found["gen_ai.evaluation.score.label"] == "fail"
+    assert found["gen_ai.evaluation.explanation"] == "cites nothing"
+    assert records[0].span_id.hex() == span_id
+    assert records[0].trace_id.hex() == w3c_trace_id_for(trace_id)
 
 
 def metric(text: str, name: str) -> float:

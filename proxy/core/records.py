@@ -75,6 +75,9 @@ class Span(TypedDict):
     attributes: dict[str, Any]
     tags: list[str]
     client_span_id: NotRequired[str]
+    # How many values of each kind redaction replaced in input and output ({} = none found);
+    # absent when redaction is off (docs/privacy.md).
+    redacted: NotRequired[dict[str, int]]
 
 
 class SpanTrace(TypedDict):
@@ -106,6 +109,7 @@ class FeedbackEvent(TypedDict):
     source: str  # header, route or api
     attributes: dict[str, Any]
     tags: list[str]
+    redacted: NotRequired[dict[str, int]]  # values replaced in the comment, per kind
 
 
 class FeedbackRecord(TypedDict):

@@ -16,6 +16,7 @@ from proxy.metrics.feedback import FeedbackCounts
 from proxy.store.feedback_merge import MergeResult
 from proxy.store.redis_store import RedisStore
 from proxy.writer import Writer
+from proxy.writer.writer import Prepare
 
 
 class ReplayCounter:
@@ -42,8 +43,10 @@ class FeedbackService:
         timeout: float,
         models: TraceModels | None = None,
         counts: FeedbackCounts | None = None,
+        redact: Prepare | None = None,
     ) -> None:
         self._store = store
+        self._redact = redact
         self._writer = writer
         self._timeout = timeout
         self._models = models
@@ -75,7 +78,11 @@ class FeedbackService:
         While the writer is degraded (Redis down, or older records still in the spool) the
         event goes behind them through the writer, so an old queued vote can never land
         after, and overwrite, a newer one; nor does each call wait out a hanging Redis.
+        Redaction (the comment) happens here, once, before either way to Redis; it marks the
+        record, so the writer does not redact it again.
         """
+        if self._redact is not None:
+            self._redact(record)
         if not self._writer.redis_ok or self._writer.spool_bytes > 0:
             self._writer.submit(record)
             return "queued"

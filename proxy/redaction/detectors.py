@@ -46,8 +46,8 @@ class _Prefixed:
     body: int | None = None
 
 
-_B = r"(?<![A-Za-z0-9_\-])"  # starts at a boundary: not inside "task-..." or "mask_live_..."
-_E = r"(?![A-Za-z0-9_\-])"
+_B = r"(?<![A-Za-z0-9_\-\]])"  # starts at a boundary: not inside "task-..." or "mask_live_..."
+_E = r"(?![A-Za-z0-9_\-\[])"
 
 
 def _p(triggers: str, pattern: str, group: int = 0, body: int | None = None) -> _Prefixed:
@@ -145,8 +145,11 @@ def _find_secrets(text: str) -> Found:
 
 # -- email: from each "@", the local part to its left and a domain with a TLD to its right
 
-_LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}$")
-_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b")
+# Every kind's boundaries treat a "]" before it and a "[" after it as part of a word: our
+# tokens end and start with them, so a redacted value never turns its neighbours into a match.
+
+_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}$")
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b(?!\[)")
 
 
 def _find_emails(text: str) -> Found:
@@ -154,11 +157,8 @@ def _find_emails(text: str) -> Found:
     while at != -1:
         local = _LOCAL.search(text, max(0, at - 64), at)
         domain = _DOMAIN.match(text, at + 1) if local else None
-        if local and domain:
-            start = local.start()
-            while text[start] in "._%+-":  # a local part never starts with punctuation
-                start += 1
-            yield start, domain.end()
+        if local and domain and not text.startswith("]", local.start() - 1):
+            yield local.start(), domain.end()
             at = text.find("@", domain.end())
         else:
             at = text.find("@", at + 1)
@@ -169,28 +169,29 @@ def _find_emails(text: str) -> Found:
 # then run on those windows only (a text's other digits cost nothing more).
 
 _RUN = re.compile(r"[0-9][0-9 .\-()/]{5,}[0-9]")
-_CARD = re.compile(r"(?<![\w.\-+])[2-6][0-9](?:[ \-]?[0-9]){11,17}(?![\w]|[ \-]?[0-9])")
+_CARD = re.compile(r"(?<![\w.\-+\]])[0-9](?:[ \-]?[0-9]){12,60}(?![\w\[])")
 _IBAN = re.compile(
-    r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)"
-    r"(?![A-Za-z0-9])"
+    r"(?<![A-Za-z0-9\]])[A-Z]{2}[0-9]{2}"
+    r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![A-Za-z0-9\[])"
 )
 _PHONE = re.compile(
-    r"(?<![\w+\-.])(?:"
+    r"(?<![\w+\-.\]])(?:"
     r"\+[1-9][0-9]{0,2}(?:[ .\-]?\(?[0-9]{1,5}\)?){1,6}"  # +44 20 7946 0958, +1 (555) 123-4567
     r"|\(?[2-9][0-9]{2}\)?[ .\-]?[0-9]{3}[ .\-][0-9]{4}"  # (555) 123-4567, 555.123.4567
-    r")(?![\w\-]|\.[0-9])"
+    r")(?![\w\-\[]|\.[0-9])"
 )
 _IPV4 = re.compile(
-    r"(?<![\w.\-])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![\w\-]|\.[0-9])"
+    r"(?<![\w.\-\]])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![\w\-\[]|\.[0-9])"
 )
 _IPV6_SEED = re.compile(r":(?::|[0-9A-Fa-f]{1,4}:)")
 _IPV6 = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?"
-    r"(?![\w:]|\.[0-9])"
+    r"(?<![\w:.\]])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?"
+    r"(?![\w:\[]|\.[0-9])"
 )
 _VERSION_BEFORE = re.compile(r"(?i)(?<![a-z])(?:version|ver\.?|release|build|v)[ :]*$")
 _HEXCOLON = frozenset("0123456789abcdefABCDEF:.")
+_DIGIT_GROUP = re.compile(r"[0-9]+")
 _IBAN_REACH = 34  # an IBAN's letters may start this far before its digits
 
 
@@ -222,10 +223,32 @@ def _in_runs(pattern: re.Pattern[str], text: str, before: int = 1) -> Iterator[r
 
 def _find_cards(text: str) -> Found:
     for match in _in_runs(_CARD, text):
-        value = match.group()
-        separators = {c for c in value if not c.isdigit()}
-        if len(separators) <= 1 and luhn_ok(_digits(value)):
-            yield match.span()
+        yield from _card_in(match)
+
+
+def _groups(match: re.Match[str]) -> list[tuple[int, int]]:
+    """Spans of the digit groups of a match (split at its separators)."""
+    return [group.span() for group in _DIGIT_GROUP.finditer(match.string, *match.span())]
+
+
+def _card_in(match: re.Match[str]) -> Found:
+    """The card numbers in a run of digit groups: the longest run of whole groups with one
+    kind of separator, 13 to 19 digits, a card's first digit and a valid Luhn check.
+    A run like ``2024 4111 1111 1111 1111`` still yields the card inside it."""
+    text, groups = match.string, _groups(match)
+    i = 0
+    while i < len(groups):
+        for j in range(len(groups), i, -1):
+            start, end = groups[i][0], groups[j - 1][1]
+            value = text[start:end]
+            digits = _digits(value)
+            one_separator = len({c for c in value if not c.isdigit()}) <= 1
+            card_like = 13 <= len(digits) <= 19 and digits[0] in "23456" and one_separator
+            if card_like and luhn_ok(digits):
+                yield start, end
+                i = j - 1
+                break
+        i += 1
 
 
 def _find_ibans(text: str) -> Found:
@@ -236,9 +259,13 @@ def _find_ibans(text: str) -> Found:
 
 def _find_phones(text: str) -> Found:
     for match in _in_runs(_PHONE, text):
-        value = match.group()
-        if 8 <= len(_digits(value)) <= 15 and value.count("(") == value.count(")"):
-            yield match.span()
+        for _, end in reversed(_groups(match)):  # the whole match, then without its tail
+            value = text[match.start() : end]
+            plausible = 8 <= len(_digits(value)) <= 15 and value.count("(") == value.count(")")
+            whole = end == match.end() or _PHONE.fullmatch(text, match.start(), end)
+            if plausible and whole:
+                yield match.start(), end
+                break
 
 
 def _find_ips(text: str) -> Found:

@@ -22,6 +22,7 @@ from proxy.feedback.events import feedback_record, request_feedback
 from proxy.feedback.parse import FEEDBACK_KEYS, Feedback, InvalidFeedback
 from proxy.gateway.auth import PROXY_KEY_HEADER, proxy_key_ok
 from proxy.gateway.call import Call
+from proxy.gateway.capture import capture_for
 from proxy.gateway.headers import downstream_headers, upstream_headers
 from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.gateway.upstream import Route, translate_errors
@@ -42,8 +43,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
         context = call.context = parse_trace_context(request.headers)
         _check_proxy_key(request, services)
         route = services.router.resolve(request.raw_path)
+        capture = capture_for(request.headers, services.settings.capture)
         call.attributes, feedback = _read_feedback(request, services, call, context)
-        recorder = call.routed(route, context, services.settings.capture)
+        recorder = call.routed(route, context, capture)
         return await _relay(request, services, call, route, recorder, feedback)
     except ProxyError as error:
         call.fail(error)

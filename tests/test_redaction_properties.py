@@ -52,7 +52,7 @@ def leftovers(redactor: Redactor, text: str) -> list[str]:
     return [text[start:stop] for start, stop, _ in found]
 
 
-@examples(300)
+@examples(200)
 @given(st.one_of(chat_text, any_text))
 def test_redaction_is_idempotent_and_leaves_no_match(text: str) -> None:
     """Redacting redacted text changes nothing; none of the patterns matches what is left."""
@@ -64,7 +64,7 @@ def test_redaction_is_idempotent_and_leaves_no_match(text: str) -> None:
         assert leftovers(redactor, once) == []
 
 
-@examples(300)
+@examples(200)
 @given(chat_text, planted, chat_text)
 def test_a_planted_value_never_survives(before: str, value: str, after: str) -> None:
     """A secret, address, card, phone or IP between spaces is gone from the stored text."""

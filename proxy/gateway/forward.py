@@ -44,9 +44,12 @@ async def forward(request: web.Request) -> web.StreamResponse:
         _check_proxy_key(request, services)
         route = services.router.resolve(request.raw_path)
         capture = capture_for(request.headers, services.settings.capture)
+        # A header that cannot be re-sent as it came is refused here, before the call is
+        # recorded: a refused request leaves no span.
+        headers = upstream_headers(request.headers)
         call.attributes, feedback = _read_feedback(request, services, call, context)
         recorder = call.routed(route, context, capture)
-        return await _relay(request, services, call, route, recorder, feedback)
+        return await _relay(request, services, call, (route, headers), recorder, feedback)
     except ProxyError as error:
         call.fail(error)
         return await call.error_response(error, services)
@@ -81,12 +84,13 @@ async def _relay(
     request: web.Request,
     services: GatewayServices,
     call: Call,
-    route: Route,
+    target: tuple[Route, list[tuple[str, str]]],
     recorder: Recorder,
     feedback: Feedback | None,
 ) -> web.StreamResponse:
+    """Forward to ``target`` (the route and the headers that go upstream) and relay back."""
+    route, headers = target
     body = await _request_body(request, services.settings.proxy.max_body_bytes, recorder)
-    headers = upstream_headers(request.headers)
     headers.append(("traceparent", recorder.context.traceparent()))
     streamed = isinstance(body, _BodyStream)
     if feedback is not None and not streamed:  # the request is known to be forwarded

@@ -3,6 +3,8 @@ match, removes every planted value, and never changes text with nothing to find.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -98,3 +100,38 @@ def test_tokens_are_the_only_new_text(text: str) -> None:
     remains = TOKEN.sub("", out)
     iterator = iter(text)
     assert all(char in iterator for char in remains)
+
+
+def each_string(redactor: Redactor, value: Any, counts: dict[str, int]) -> Any:
+    """The reference: every string redacted on its own."""
+    if isinstance(value, str):
+        return redactor.text(value, counts)
+    if isinstance(value, list):
+        return [each_string(redactor, item, counts) for item in value]
+    if isinstance(value, dict):
+        return {key: each_string(redactor, item, counts) for key, item in value.items()}
+    return value
+
+
+no_nul = st.one_of(chat_text, planted, st.text(max_size=40)).map(lambda t: t.replace("\x00", ""))
+json_strings = st.recursive(
+    no_nul | st.integers() | st.none(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=4),
+    max_leaves=10,
+)  # fmt: skip
+
+
+@examples(200)
+@given(json_strings)
+def test_a_json_value_is_redacted_as_if_string_by_string(value: Any) -> None:
+    """Redacting a record's strings joined in one pass gives what each string alone gives,
+    counts included; and a value with nothing found is returned as the very same object."""
+    for redactor in (MASK, HASH):
+        joined: dict[str, int] = {}
+        alone: dict[str, int] = {}
+        out = redactor.value(value, joined)
+        assert out == each_string(redactor, value, alone)
+        assert joined == alone
+        if not joined:
+            assert out is value

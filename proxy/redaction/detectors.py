@@ -88,12 +88,13 @@ _SECRETS: tuple[_Prefixed, ...] = (
     _p("AccountKey=", r"AccountKey=([A-Za-z0-9+/=]{40,})", group=1),  # Azure storage
     _p("eyJ", _B + r"eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]*"),  # JWT
     _p("Bearer", r"Bearer[ \t]+([A-Za-z0-9._~+/=\-]{16,})", group=1, body=1),
-    _p("://", r"://[^\s/?#@:\[\]]{0,256}:([^\s/?#@\[\]]{1,256})@", group=1),  # user:pass@host
+    # user:pass@host in a URL: the password goes
+    _p("://", r"://[^\s/?#@:\[\]\x00]{0,256}:([^\s/?#@\[\]\x00]{1,256})@", group=1),
     # A private key block; one cut short (capture.max_bytes) is redacted to the end of its body.
     _p(
         "-----BEGIN ",
         r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
-        r"(?:(?s:.{0,16384}?)-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?:[^\x00]{0,16384}?-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
         r"|(?:[A-Za-z0-9+/=:,\- \t\r\n]|\\[rn])*)",
     ),
 )
@@ -148,7 +149,7 @@ def _find_secrets(text: str) -> Found:
 # Every kind's boundaries treat a "]" before it and a "[" after it as part of a word: our
 # tokens end and start with them, so a redacted value never turns its neighbours into a match.
 
-_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}$")
+_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+\-\]])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}$")
 _DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b(?!\[)")
 
 
@@ -157,7 +158,7 @@ def _find_emails(text: str) -> Found:
     while at != -1:
         local = _LOCAL.search(text, max(0, at - 64), at)
         domain = _DOMAIN.match(text, at + 1) if local else None
-        if local and domain and not text.startswith("]", local.start() - 1):
+        if local and domain:
             yield local.start(), domain.end()
             at = text.find("@", domain.end())
         else:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ MAX_DEPTH = 64
 # What this module writes: never matched again, whatever the kinds (idempotence).
 TOKEN = re.compile(r"\[(?:REDACTED:[a-z0-9_]{1,32}|[a-z0-9_]{1,32}:[0-9a-f]{12})\]")
 _HASH_HEX = 12
+_SEP = "\x00"  # joins a value's strings; JSON text may hold it only escaped, as \u0000
 assert set(BUILTIN_KINDS) == set(REDACT_KINDS), "config and detectors name the same kinds"
 
 
@@ -86,18 +88,22 @@ class Redactor:
         pieces.append(text[end:])
         return "".join(pieces)
 
-    def value(self, value: Any, counts: dict[str, int], depth: int = 0) -> Any:
-        """A JSON value with every string redacted (keys are left alone); a new structure
-        where something changed, the same objects where nothing did."""
-        if isinstance(value, str):
-            return self.text(value, counts) if len(value) > 2 else value
-        if depth >= MAX_DEPTH and isinstance(value, dict | list):
-            return self.text(orjson.dumps(value).decode(), counts)
-        if isinstance(value, list):
-            return [self.value(item, counts, depth + 1) for item in value]
-        if isinstance(value, dict):
-            return {k: self.value(v, counts, depth + 1) for k, v in value.items()}
-        return value
+    def value(self, value: Any, counts: dict[str, int]) -> Any:
+        """A JSON value with every string redacted (keys are left alone): the same object
+        when nothing was found, else a copy with the changed strings.
+
+        The strings are joined with NUL and redacted as one text, so a record of many short
+        strings pays the detectors' fixed cost once; no value is allowed to cross a NUL."""
+        strings = list(_strings(value, 0))
+        if not strings:
+            return value
+        joined = _SEP.join(strings)
+        if joined.count(_SEP) != len(strings) - 1:  # a string holds NUL itself
+            return _rebuild(value, iter([(t, self.text(t, counts)) for t in strings]), 0)
+        redacted = self.text(joined, counts)
+        if redacted is joined:
+            return value
+        return _rebuild(value, zip(strings, redacted.split(_SEP), strict=True), 0)
 
     def _find(self, text: str) -> list[tuple[int, int, int]]:
         found = [
@@ -109,6 +115,8 @@ class Redactor:
             tokens = [m.span() for m in TOKEN.finditer(text)]
             if tokens:
                 found = [f for f in found if not _overlaps(f, tokens)]
+        if found and _SEP in text:  # joined strings: a value ends where its string ends
+            found = [f for f in map(partial(_clipped, text), found) if f[1] > f[0]]
         return found
 
     def _token(self, detector: Detector, value: str) -> str:
@@ -117,6 +125,38 @@ class Redactor:
         message = f"{detector.kind}\0{detector.normal(value)}".encode("utf-8", "surrogatepass")
         digest = hmac.new(self._key, message, hashlib.sha256).hexdigest()
         return f"[{detector.kind}:{digest[:_HASH_HEX]}]"
+
+
+def _clipped(text: str, found: tuple[int, int, int]) -> tuple[int, int, int]:
+    start, stop, rank = found
+    cut = text.find(_SEP, start, stop)
+    return (start, cut, rank) if cut != -1 else found
+
+
+def _strings(value: Any, depth: int) -> Iterator[str]:
+    """The strings of a JSON value in walk order (a too-deep part as its JSON text)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        yield orjson.dumps(value).decode()
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item, depth + 1)
+
+
+def _rebuild(value: Any, texts: Iterator[tuple[str, str]], depth: int) -> Any:
+    """``value`` with its strings replaced, in ``_strings`` order, by their redacted forms."""
+    if isinstance(value, str) or (isinstance(value, dict | list) and depth >= MAX_DEPTH):
+        original, redacted = next(texts)
+        return value if redacted == original else redacted
+    if isinstance(value, list):
+        return [_rebuild(item, texts, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {key: _rebuild(item, texts, depth + 1) for key, item in value.items()}
+    return value
 
 
 def _overlaps(found: tuple[int, int, int], tokens: list[tuple[int, int]]) -> bool:

@@ -112,6 +112,9 @@ _ANCHORS = "JKB_AS-:.GPX"  # rarest first in chat text and code
 
 
 def _anchor_scans() -> list[tuple[re.Pattern[str], list[tuple[_Prefixed, int]]]]:
+    """Per anchor character: the scan regex (one branch and one marker group per trigger)
+    and, by marker group, the entry to match and how far before the anchor its trigger
+    starts."""
     by_anchor: dict[str, list[tuple[str, int, _Prefixed]]] = {}
     for entry in _SECRETS:
         for trigger in entry.triggers:

@@ -34,10 +34,12 @@ assert set(BUILTIN_KINDS) == set(REDACT_KINDS), "config and detectors name the s
 
 
 def _pattern_detector(name: str, compiled: re.Pattern[str]) -> Detector:
-    def find(text: str) -> Iterable[tuple[int, int]]:
+    """An operator's pattern as a kind of its own (hashed as matched: no normal form)."""
+
+    def find(text: str) -> Iterator[tuple[int, int]]:
         return (m.span() for m in compiled.finditer(text) if m.end() > m.start())
 
-    return Detector(name, find)  # type: ignore[arg-type]
+    return Detector(name, find)
 
 
 class Redactor:
@@ -67,10 +69,6 @@ class Redactor:
         self.kinds = tuple(d.kind for d in self._detectors)
         self._mode = mode
         self._key = key
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._detectors)
 
     def text(self, text: str, counts: dict[str, int]) -> str:
         """``text`` with every value replaced by its token; adds to ``counts`` per kind."""
@@ -167,7 +165,7 @@ def _overlaps(found: tuple[int, int, int], tokens: list[tuple[int, int]]) -> boo
 def _merged(found: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     """Overlapping values become one, named after the first (then the higher-priority kind):
     nothing of either is left for a later pass to find."""
-    found.sort()
+    found.sort(key=lambda f: (f[0], f[2]))
     merged = [found[0]]
     for start, stop, rank in found[1:]:
         last_start, last_stop, last_rank = merged[-1]

@@ -371,3 +371,13 @@ def test_hash_key_comes_from_the_setting_or_the_token_secret() -> None:
 def test_the_config_and_the_detectors_name_the_same_kinds() -> None:
     """Every kind the settings accept has a detector, and no other."""
     assert set(BUILTIN_KINDS) == set(REDACT_KINDS)
+
+
+def test_check_config_masks_the_hash_key() -> None:
+    """capture.redact.key is a secret: check-config shows *** (patterns and kinds as set)."""
+    from proxy.config import masked
+
+    settings = load_settings(env={}, overrides={"capture.redact.key": "k", "capture.redact.mode":
+                                                 "hash"})  # fmt: skip
+    shown = masked(settings)["capture"]["redact"]
+    assert shown == {"kinds": ["secret"], "mode": "hash", "patterns": {}, "key": "***"}

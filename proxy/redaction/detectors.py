@@ -203,11 +203,16 @@ def _digits(value: str) -> str:
     return "".join(c for c in value if c.isdigit())
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=1)
 def _run_spans(text: str) -> tuple[tuple[int, int], ...]:
-    """The long digit runs of a text, found once for all the numeric kinds (the last two
-    texts are remembered: the kinds run one after the other on the same text)."""
+    """The long digit runs of a text, found once for all the numeric kinds, which run one
+    after the other on the same text; ``forget()`` drops the text once they are done."""
     return tuple(run.span() for run in _RUN.finditer(text))
+
+
+def forget() -> None:
+    """Let go of the last text scanned (it may be a whole record's captured text)."""
+    _run_spans.cache_clear()
 
 
 def _runs(text: str, before: int = 1) -> Iterator[tuple[int, int]]:

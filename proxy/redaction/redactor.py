@@ -21,7 +21,7 @@ import orjson
 
 from proxy.config.checks import ConfigError, compile_redact_pattern
 from proxy.config.model import REDACT_KINDS
-from proxy.redaction.detectors import DETECTORS, Detector
+from proxy.redaction.detectors import DETECTORS, Detector, forget
 
 BUILTIN_KINDS = tuple(DETECTORS)
 MODES = ("mask", "hash")
@@ -109,6 +109,7 @@ class Redactor:
             for rank, detector in enumerate(self._detectors)
             for start, stop in detector.find(text)
         ]
+        forget()
         if found and "[" in text:
             tokens = [m.span() for m in TOKEN.finditer(text)]
             if tokens:

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from proxy.core.errors import StoreUnavailable
+from proxy.feedback.events import feedback_record
+from proxy.feedback.parse import Feedback
+from proxy.feedback.service import FeedbackService
+from proxy.redaction import Redactor, redact_record
+from proxy.store.connection import connect
+from proxy.store.embedded import free_port
+from proxy.store.keys import Keys
+from proxy.store.redis_store import RedisStore
 from proxy.writer import Writer
 
 
@@ -89,3 +98,26 @@ async def test_spooled_records_are_prepared_once_and_replayed_as_they_are(
     assert sorted(calls) == [f"span:t:{n}" for n in range(4)]
     written = [r for batch in store.batches for r in batch]
     assert [r["span"]["text"] for r in written] == ["[REDACTED]"] * 4
+
+
+async def test_a_queued_feedback_comment_reaches_the_spool_redacted(tmp_path: Path) -> None:
+    """Redis away: the feedback service redacts the comment before it queues the record, and
+    the writer spools it as it is (marked, not redacted twice)."""
+    client = connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.3)  # nobody listens
+    store = RedisStore(client, Keys("t-prep"), retention_days=30)
+    prepare = partial(redact_record, Redactor(("email",)))
+    writer = Writer(store, tmp_path, write_timeout=0.3, prepare=prepare)
+    await writer.start()
+    service = FeedbackService(store, writer, timeout=0.5, redact=prepare)
+    comment = {"user_feedback": "negative", "user_feedback_comment": "mail me: jo@example.com"}
+    record = feedback_record("tr-1", Feedback(comment, (), None, None), "header")
+    try:
+        assert await service.apply(record) == "queued"
+        await writer.wait_until(lambda: writer.spooled >= 1, 5)
+    finally:
+        await writer.close(deadline=0.5)
+        await store.close()
+        await client.aclose()
+    on_disk = spooled(tmp_path)
+    assert b"mail me: [REDACTED:email]" in on_disk
+    assert b"jo@example.com" not in on_disk

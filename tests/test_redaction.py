@@ -381,3 +381,16 @@ def test_check_config_masks_the_hash_key() -> None:
                                                  "hash"})  # fmt: skip
     shown = masked(settings)["capture"]["redact"]
     assert shown == {"kinds": ["secret"], "mode": "hash", "patterns": {}, "key": "***"}
+
+
+def test_values_right_after_a_json_escape_in_a_raw_body_are_found() -> None:
+    """A body stored as JSON text (cut at capture.max_bytes) writes a newline as \\n: a key,
+    card or address right after it is still found."""
+    raw = (
+        '{"messages": [{"content": "hi\\nsk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z'
+        '\\n4111 1111 1111 1111\\t10.0.0.1"}]'
+    )
+    out, counts = redacted(raw)
+    assert counts == {"secret": 1, "credit_card": 1, "ip": 1}
+    assert "sk-proj" not in out
+    assert "\\n[REDACTED:secret]\\n[REDACTED:credit_card]\\t[REDACTED:ip]" in out

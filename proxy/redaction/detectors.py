@@ -46,7 +46,10 @@ class _Prefixed:
     body: int | None = None
 
 
-_B = r"(?<![A-Za-z0-9_\-\]])"  # starts at a boundary: not inside "task-..." or "mask_live_..."
+# A value starts at a boundary (not inside "task-..." or "mask_live_..."), or right after a
+# JSON escape (\n, \r, \t): raw bodies are stored as JSON text, where a newline is "\n".
+_ESCAPED = r"|(?<=\\[nrt])"
+_B = r"(?:(?<![A-Za-z0-9_\-\]])" + _ESCAPED + ")"
 _E = r"(?![A-Za-z0-9_\-\[])"
 
 
@@ -173,24 +176,26 @@ def _find_emails(text: str) -> Found:
 # then run on those windows only (a text's other digits cost nothing more).
 
 _RUN = re.compile(r"[0-9][0-9 .\-()/]{5,}[0-9]")
-_CARD = re.compile(r"(?<![\w.\-+\]])[0-9](?:[ \-]?[0-9]){12,60}(?![\w\[])")
+_CARD = re.compile(r"(?:(?<![\w.\-+\]])" + _ESCAPED + r")[0-9](?:[ \-]?[0-9]){12,60}(?![\w\[])")
 _IBAN = re.compile(
-    r"(?<![A-Za-z0-9\]])[A-Z]{2}[0-9]{2}"
+    r"(?:(?<![A-Za-z0-9\]])" + _ESCAPED + r")[A-Z]{2}[0-9]{2}"
     r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![A-Za-z0-9\[])"
 )
 _PHONE = re.compile(
-    r"(?<![\w+\-.\]])(?:"
+    r"(?:(?<![\w+\-.\]])" + _ESCAPED + r")(?:"
     r"\+[1-9][0-9]{0,2}(?:[ .\-]?\(?[0-9]{1,5}\)?){1,6}"  # +44 20 7946 0958, +1 (555) 123-4567
     r"|\(?[2-9][0-9]{2}\)?[ .\-]?[0-9]{3}[ .\-][0-9]{4}"  # (555) 123-4567, 555.123.4567
     r")(?![\w\-\[]|\.[0-9])"
 )
 _IPV4 = re.compile(
-    r"(?<![\w.\-\]])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
+    r"(?:(?<![\w.\-\]])" + _ESCAPED + r")(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![\w\-\[]|\.[0-9])"
 )
 _IPV6_SEED = re.compile(r":(?::|[0-9A-Fa-f]{1,4}:)")
 _IPV6 = re.compile(
-    r"(?<![\w:.\]])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?"
+    r"(?:(?<![\w:.\]])"
+    + _ESCAPED
+    + r")(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?"
     r"(?![\w:\[]|\.[0-9])"
 )
 _VERSION_BEFORE = re.compile(r"(?i)(?<![a-z])(?:version|ver\.?|release|build|v)[ :]*$")

@@ -220,23 +220,24 @@ def forget() -> None:
     _run_spans.cache_clear()
 
 
-def _runs(text: str, before: int = 1) -> Iterator[tuple[int, int]]:
-    """Windows around each long digit run: ``before`` chars of context on the left (a ``+``
-    or ``(``), two on the right, so the kinds' boundary checks see the real neighbours."""
-    for start, end in _run_spans(text):
-        yield max(0, start - before), min(len(text), end + 2)
-
-
-def _in_runs(pattern: re.Pattern[str], text: str, before: int = 1) -> Iterator[re.Match[str]]:
+def _in_runs(
+    pattern: re.Pattern[str], text: str, before: int = 1, shortest: int = 7, needs: str = ""
+) -> Iterator[re.Match[str]]:
+    """``pattern``'s matches around the digit runs at least ``shortest`` long (holding
+    ``needs``), with ``before`` chars of context on the left (a ``+``, a ``(``, an IBAN's
+    letters) and two on the right, so its boundary checks see the real neighbours."""
     end = 0
-    for start, stop in _runs(text, before):
-        for match in pattern.finditer(text, max(start, end), stop):
+    for run_start, run_end in _run_spans(text):
+        if run_end - run_start < shortest or (needs and needs not in text[run_start:run_end]):
+            continue
+        start, stop = max(0, run_start - before, end), min(len(text), run_end + 2)
+        for match in pattern.finditer(text, start, stop):
             end = match.end()
             yield match
 
 
 def _find_cards(text: str) -> Found:
-    for match in _in_runs(_CARD, text):
+    for match in _in_runs(_CARD, text, shortest=13):
         yield from _card_in(match)
 
 
@@ -283,7 +284,7 @@ def _find_phones(text: str) -> Found:
 
 
 def _find_ips(text: str) -> Found:
-    for match in _in_runs(_IPV4, text):
+    for match in _in_runs(_IPV4, text, needs="."):
         if not _VERSION_BEFORE.search(text, max(0, match.start() - 12), match.start()):
             yield match.span()
     yield from _find_ipv6(text)

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test lint unit bench clean
+.PHONY: run test lint unit bench example clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: $(VENV)/.test-installed
 
 unit: $(VENV)/.test-installed
 	$(BIN)/pytest -q
+
+example: $(VENV)/.test-installed  ## the chat example with the feedback widget, fake model, :8000
+	$(BIN)/python -m examples.chat $(EXAMPLE_ARGS)
 
 bench: $(VENV)/.test-installed  ## forwarding benchmark against a local fast upstream
 	$(BIN)/python bench/forwarding.py

@@ -7,7 +7,11 @@ values:
 - streams send that text in ``REPLY_PIECES`` (5) pieces, ``reply_pieces(model)``;
 - usage: input/prompt tokens = ``prompt_tokens(body)`` (whitespace-separated words of the input),
   output/completion tokens = ``COMPLETION_TOKENS`` (5), total = their sum;
-- embeddings: ``embedding_vector(i)`` for the i-th input, ``EMBEDDING_DIMENSIONS`` floats.
+- embeddings: ``embedding_vector(i)`` for the i-th input, ``EMBEDDING_DIMENSIONS`` floats;
+- prompt cache: a request header ``x-fake-cache: <read>,<write>`` makes the usage report that
+  many cached prompt tokens (OpenAI: ``prompt_tokens_details.cached_tokens`` = read, part of
+  the prompt tokens; Anthropic: ``cache_read_input_tokens``/``cache_creation_input_tokens``,
+  beside ``input_tokens``, as the real APIs count them).
 
 Misbehaviour is chosen by the request's ``model`` (see ``BEHAVIOURS``). The SDKs retry 429 and
 5xx answers, so tests of ``error-500`` / ``error-429`` should build their clients with
@@ -143,6 +147,12 @@ class Call:
     def usage_in(self) -> int:
         return prompt_tokens(self.body)
 
+    @property
+    def cache(self) -> tuple[int, int]:
+        """(cache read, cache write) prompt tokens the ``x-fake-cache`` header asks for."""
+        read, _, write = self.headers.get("x-fake-cache", "0,0").partition(",")
+        return int(read or 0), int(write or 0)
+
     def ident(self, prefix: str) -> str:
         return f"{prefix}fake{self.seq:04d}"
 
@@ -182,12 +192,15 @@ def anthropic_error(status: int, message: str) -> Json:
 
 
 def _usage_openai(call: Call) -> Json:
-    usage_in = call.usage_in
-    return {
+    usage_in = call.usage_in + call.cache[0]
+    usage: Json = {
         "prompt_tokens": usage_in,
         "completion_tokens": COMPLETION_TOKENS,
         "total_tokens": usage_in + COMPLETION_TOKENS,
     }
+    if "x-fake-cache" in call.headers:
+        usage["prompt_tokens_details"] = {"cached_tokens": call.cache[0]}
+    return usage
 
 
 # ----------------------------------------------------------------------------- chat completions
@@ -385,8 +398,8 @@ def embeddings_json(call: Call) -> Json:
 def _anthropic_usage(call: Call, output_tokens: int) -> Json:
     return {
         "input_tokens": call.usage_in,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": call.cache[1],
+        "cache_read_input_tokens": call.cache[0],
         "output_tokens": output_tokens,
     }
 

@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,13 @@ async def test_traces_table_lists_every_trace(
     lines = out.splitlines()
     assert lines[0].split() == [
         "created_at", "trace_id", "feedback", "rating", "category", "reason", "models", "spans",
-        "annotation",
+        "cost_usd", "annotation",
     ]  # fmt: skip
     for trace_id, vote in VOTES.items():
         line = next(line for line in lines if trace_id in line)
         assert vote in line.split()
         assert "gpt-4o-mini" in line
+        assert re.search(r"  0\.0000\d\d  ", line)  # a gpt-4o-mini call of a few tokens
     assert lines[-1] == "(no more pages)"
 
 
@@ -94,6 +96,22 @@ async def test_traces_json_and_feedback_filter(
     page = json.loads(capsys.readouterr().out)
     assert {t["trace_id"] for t in page["traces"]} == {"cli-bad-1", "cli-bad-2"}
     assert page["next_cursor"] is None
+
+
+async def test_traces_score_filter(
+    running: RunningProxy, http: aiohttp.ClientSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--score-label passes the score filter on: only the trace scored that way is listed."""
+    async with http.post(f"{running.admin_url}/api/traces/cli-good/scores",
+                         json={"name": "judge", "label": "pass"}) as resp:  # fmt: skip
+        assert resp.status == 200, await resp.text()
+    args = ("traces", "--score-label", "judge:pass", "--json", "--admin-url", running.admin_url)
+    assert await cli(*args) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert [t["trace_id"] for t in page["traces"]] == ["cli-good"]
+    args = ("traces", "--implicit", "stopped", "--json", "--admin-url", running.admin_url)
+    assert await cli(*args) == 0
+    assert json.loads(capsys.readouterr().out)["traces"] == []
 
 
 async def test_traces_pages_with_cursor(

@@ -137,6 +137,23 @@ async def test_real_answers_match_the_documented_schemas(
     await admin.call("GET", "/api/stats/feedback", "/api/stats/feedback", group_by="model")
     await admin.call("DELETE", "/api/datasets/ds/rows/oa-2", row_route)
     await admin.call("DELETE", "/api/datasets/ds2", "/api/datasets/{name}")
+    scores_route = "/api/traces/{trace_id}/scores"
+    score = {
+        "name": "judge",
+        "value": 0.8,
+        "label": "pass",
+        "explanation": "ok",
+        "span_id": span_id,
+    }
+    await admin.call("POST", "/api/traces/oa-1/scores", scores_route, score)
+    await admin.call("POST", "/api/traces/oa-2/scores", scores_route, {"name": "tone", "value": 2})
+    scored = await admin.call("GET", "/api/traces/oa-1", trace_route)
+    assert scored["scores"]
+    await admin.call("GET", "/api/traces", "/api/traces", score="judge", score_label="judge:pass")
+    agreement = "/api/stats/agreement"
+    await admin.call("GET", agreement, agreement, score="judge")
+    await admin.call("GET", agreement, agreement, score="nothing", threshold="0.3")
+    await admin.call("POST", "/api/traces/oa-1/scores", scores_route, {"name": "x"}, status=400)
     await admin.call("GET", "/healthz", "/healthz")
     await admin.call("GET", "/readyz", "/readyz")
 
@@ -205,6 +222,9 @@ async def test_broken_answers_are_rejected(
         ("/api/datasets/{name}/rows/{row_id}", "PATCH", {}),
         ("/api/datasets/{name}/rows/{row_id}", "PATCH", {"annotation_status": "done"}),
         ("/api/datasets/{name}/rows/{row_id}", "PATCH", {"annotation": 5}),
+        ("/api/traces/{trace_id}/scores", "POST", {"value": 1}),
+        ("/api/traces/{trace_id}/scores", "POST", {"name": "Bad", "value": 1}),
+        ("/api/traces/{trace_id}/scores", "POST", {"name": "j", "value": 1, "extra": 1}),
     ],
 )
 def test_bodies_the_handlers_refuse_break_the_schema(route: str, method: str, body: Any) -> None:
@@ -217,10 +237,11 @@ def test_every_component_is_a_valid_json_schema() -> None:
 
 
 def test_trace_summary_is_the_trace_without_feedback_and_spans() -> None:
-    """The documented summary is the documented trace without its feedback and spans."""
+    """The documented summary is the documented trace without its feedback, spans, scores."""
     generated = DOCUMENT["components"]["schemas"]
     trace, summary = generated["Trace"], generated["TraceSummary"]
-    expected = {k: v for k, v in trace["properties"].items() if k not in ("feedback", "spans")}
+    extra = ("feedback", "spans", "scores")
+    expected = {k: v for k, v in trace["properties"].items() if k not in extra}
     assert summary["properties"] == expected
     assert summary["required"] == [k for k in trace["required"] if k in expected]
 

@@ -455,7 +455,9 @@ def test_chat_json_response() -> None:
     assert parsed.finish_reason == "stop"
     assert parsed.text == "Hello! How can I assist you today?"
     assert parsed.tool_calls == []
-    assert parsed.usage == Usage(input_tokens=19, output_tokens=10, total_tokens=29)
+    assert parsed.usage == Usage(
+        input_tokens=19, output_tokens=10, total_tokens=29, cache_read_tokens=0
+    )
     assert parsed.raw_usage == CHAT_RESPONSE["usage"]
     assert parsed.text_truncated is False
     assert parsed.error is None
@@ -507,7 +509,9 @@ def test_chat_stream_with_include_usage() -> None:
     assert parsed.model == "gpt-4o-mini-2024-07-18"
     assert parsed.text == "Bonjour à vous ☕ — ça va ?"
     assert parsed.finish_reason == "stop"
-    assert parsed.usage == Usage(input_tokens=19, output_tokens=6, total_tokens=25)
+    assert parsed.usage == Usage(
+        input_tokens=19, output_tokens=6, total_tokens=25, cache_read_tokens=0
+    )
     assert parsed.raw_usage is not None
     assert parsed.raw_usage["completion_tokens_details"]["reasoning_tokens"] == 0
     assert parsed.tool_calls == []
@@ -644,7 +648,9 @@ def test_responses_json_response() -> None:
     assert parsed.text == "In a peaceful grove beneath a silver moon..."
     assert parsed.tool_calls == [RESPONSES_FUNCTION_CALL]
     assert parsed.finish_reason == "completed"
-    assert parsed.usage == Usage(input_tokens=36, output_tokens=87, total_tokens=123)
+    assert parsed.usage == Usage(
+        input_tokens=36, output_tokens=87, total_tokens=123, cache_read_tokens=0
+    )
     assert parsed.raw_usage == RESPONSES_USAGE
     assert parsed.error is None
 
@@ -679,7 +685,9 @@ def test_responses_stream() -> None:
     assert parsed.model == "gpt-4.1-2025-04-14"
     assert parsed.text == "Je regarde la météo à Paris."
     assert parsed.finish_reason == "completed"
-    assert parsed.usage == Usage(input_tokens=75, output_tokens=24, total_tokens=99)
+    assert parsed.usage == Usage(
+        input_tokens=75, output_tokens=24, total_tokens=99, cache_read_tokens=0
+    )
     assert parsed.raw_usage is not None
     assert parsed.raw_usage["output_tokens_details"] == {"reasoning_tokens": 0}
     assert parsed.tool_calls == [
@@ -714,7 +722,7 @@ def test_responses_stream_incomplete() -> None:
     events = sse({"type": "response.incomplete", "sequence_number": 9, "response": response})
     parsed = parse_events(RESPONSES, events)
     assert parsed.finish_reason == "content_filter"
-    assert parsed.usage == Usage(36, 87, 123)
+    assert parsed.usage == Usage(36, 87, 123, cache_read_tokens=0)
 
 
 def test_responses_stream_failed() -> None:
@@ -791,7 +799,7 @@ def test_messages_json_response() -> None:
         }
     ]
     assert parsed.finish_reason == "tool_use"
-    assert parsed.usage == Usage(input_tokens=2095, output_tokens=503, total_tokens=2598)
+    assert parsed.usage == Usage(2095, 503, 2598, cache_read_tokens=1024, cache_write_tokens=0)
     assert parsed.raw_usage == MESSAGES_USAGE
 
 
@@ -819,7 +827,7 @@ def test_messages_stream_with_tool_use() -> None:
         }
     ]
     assert parsed.finish_reason == "tool_use"
-    assert parsed.usage == Usage(input_tokens=472, output_tokens=89, total_tokens=561)
+    assert parsed.usage == Usage(472, 89, 561, cache_read_tokens=0, cache_write_tokens=0)
     assert parsed.raw_usage is not None
     assert parsed.raw_usage["cache_read_input_tokens"] == 0
     assert parsed.raw_usage["output_tokens"] == 89
@@ -879,7 +887,7 @@ def test_messages_stream_delta_input_tokens_replace_start() -> None:
         "server_tool_use": None,
     }
     parsed = parse_events(MESSAGES, sse(message_start(25, 1), message_delta(usage), named=True))
-    assert parsed.usage == Usage(input_tokens=30, output_tokens=12, total_tokens=42)
+    assert parsed.usage == Usage(30, 12, 42, cache_read_tokens=7, cache_write_tokens=0)
     assert parsed.raw_usage == {
         "input_tokens": 30,
         "output_tokens": 12,
@@ -1013,7 +1021,7 @@ def test_json_text_is_capped_too() -> None:
     """A JSON response's text is capped the same way, its usage kept."""
     parsed = parse_json(CHAT, CHAT_RESPONSE, max_text_bytes=5)
     assert (parsed.text, parsed.text_truncated) == ("Hello", True)
-    assert parsed.usage == Usage(19, 10, 29)
+    assert parsed.usage == Usage(19, 10, 29, cache_read_tokens=0)
 
 
 def test_streamed_tool_arguments_are_capped() -> None:

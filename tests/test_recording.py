@@ -50,6 +50,8 @@ async def test_json_chat_call_is_recorded_with_usage_and_content(
         "input_tokens": PROMPT_TOKENS,
         "output_tokens": COMPLETION_TOKENS,
         "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        "cache_read_tokens": None,
+        "cache_write_tokens": None,
     }
     assert span["raw_usage"]["prompt_tokens"] == PROMPT_TOKENS
     assert span["input"]["messages"] == MESSAGES

@@ -14,7 +14,9 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "storage.md"
 INDEXES = {
     "session": "<id>", "user": "<id>", "model": "<m>", "upstream": "<u>", "tag": "<t>",
     "feedback": "<v>", "category": "<v>", "reason": "<v>", "rating": "<v>",
-    "annotation": "<status>", "has_feedback": "1",
+    "annotation": "<status>", "has_feedback": "1", "score": "<name>",
+    "score_label": "<name>:<label>", "implicit": "<signal>", "cost_ge": "<step>",
+    "cost_le": "<step>",
 }  # fmt: skip
 
 
@@ -28,9 +30,12 @@ def built_by_code() -> tuple[set[str], set[str]]:
     for name in ("dataset_rows", "dataset_order", "dataset_columns"):
         patterns.add(getattr(keys, name)("<dataset>"))
         used.add(name)
-    for name in ("stats_counts", "stats_contributions"):
+    for name in ("stats_counts", "stats_contributions", "implicit_seen", "stats_dimension_values"):
         patterns.add(getattr(keys, name)("<hour_ms>"))
         used.add(name)
+    patterns.add(keys.score_pairs("<hour_ms>", "<name>"))  # type: ignore[arg-type]
+    patterns.add(keys.session_inputs("<session_id>"))
+    used |= {"score_pairs", "session_inputs"}
     patterns |= {keys.dimension_values("model"), keys.dimension_values("upstream")}
     used.add("dimension_values")
     for name in ("index_by_time", "index_registry", "datasets", "events"):

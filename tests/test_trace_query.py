@@ -200,7 +200,7 @@ async def test_summary_shows_what_the_trace_shows(
         assert summary == {key: full[key] for key in summary}
         assert set(summary) == {"trace_id", "name", "session_id", "user_id", "created_at",
                                 "updated_at", "attributes", "tags", "annotation_status",
-                                "span_count", "models"}  # fmt: skip
+                                "span_count", "models", "cost_usd", "total_tokens"}  # fmt: skip
 
 
 async def test_pagination_during_concurrent_inserts_loses_and_repeats_nothing(

@@ -24,6 +24,7 @@ from proxy.admin.api.datasets import (
 from proxy.admin.api.metrics import get_metrics
 from proxy.admin.api.openapi import openapi_json
 from proxy.admin.api.patch import patch_span, patch_trace
+from proxy.admin.api.scores import agreement, post_score
 from proxy.admin.api.stats import feedback_stats
 from proxy.admin.api.traces import get_trace, list_traces
 from proxy.admin.responses import errors_as_json, json_response
@@ -51,6 +52,8 @@ def create_admin_app(services: AdminServices) -> web.Application:
     app.router.add_delete("/api/datasets/{name}/rows/{row_id}", delete_row)
     app.router.add_delete("/api/datasets/{name}", delete_dataset)
     app.router.add_get("/api/stats/feedback", feedback_stats)
+    app.router.add_post("/api/traces/{trace_id}/scores", post_score)
+    app.router.add_get("/api/stats/agreement", agreement)
     return app
 
 

@@ -22,6 +22,8 @@ from multidict import MultiMapping
 
 from proxy.core.errors import BadRequest
 from proxy.core.tags import TAG_RULE, is_tag, unique_tags
+from proxy.feedback.scores import NAME_PATTERN as SCORE_NAME
+from proxy.feedback.scores import NAME_RULE as SCORE_NAME_RULE
 from proxy.store.query_plan import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -37,6 +39,7 @@ VERDICTS = frozenset({"positive", "negative"})
 ANNOTATION_STATUSES = frozenset({"empty", "filled"})
 _BOOLEANS = {"true": True, "false": False}
 _RATING = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_COST = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,12})?")  # USD, up to a pico-dollar
 _EPOCH_MS = re.compile(r"[0-9]{1,15}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SPACED_OFFSET = re.compile(r" ([0-9]{2}(?::?[0-9]{2})?)$")
@@ -86,6 +89,9 @@ def _checked(filters: TraceFilter, params: Mapping[str, Sequence[str]]) -> Trace
     since, until = filters.since_ms, filters.until_ms
     if since is not None and until is not None and since > until:
         raise InvalidParameter("until", "must not be before since")
+    cheap, dear = filters.cost_min, filters.cost_max
+    if cheap is not None and dear is not None and cheap > dear:
+        raise InvalidParameter("cost_max", "must not be below cost_min")
     return filters
 
 
@@ -115,6 +121,15 @@ def _rating(param: str) -> Callable[[str], float]:
         if _RATING.fullmatch(text) is None or not 1 <= Decimal(text) <= 5:
             raise InvalidParameter(param, "must be a number from 1 to 5")
         return float(Decimal(text))
+
+    return parse
+
+
+def _cost(param: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        if _COST.fullmatch(value.strip()) is None:
+            raise InvalidParameter(param, "must be a number of USD, 0 or more (e.g. 0.05)")
+        return float(Decimal(value.strip()))
 
     return parse
 
@@ -193,6 +208,24 @@ def _tags(values: Sequence[str]) -> tuple[str, ...]:
     return unique_tags(values)
 
 
+# Score names and labels follow the rule of POST /api/traces/{id}/scores.
+IMPLICIT_SIGNALS = frozenset({"regenerated", "stopped"})
+
+
+def _score_name(value: str) -> str:
+    if SCORE_NAME.fullmatch(value.strip()) is None:
+        raise InvalidParameter("score", SCORE_NAME_RULE)
+    return value.strip()
+
+
+def _score_label(value: str) -> tuple[str, str]:
+    name, _, label = value.strip().partition(":")
+    label = label.lower()
+    if SCORE_NAME.fullmatch(name) is None or SCORE_NAME.fullmatch(label) is None:
+        raise InvalidParameter("score_label", f"must be <name>:<label>, each {SCORE_NAME_RULE}")
+    return name, label
+
+
 # Single-valued parameter -> (TraceFilter field or limit/cursor) parser.
 _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "feedback": ("feedback", _choice("feedback", VERDICTS)),
@@ -210,4 +243,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "until": ("until_ms", until_moment),
     "limit": ("limit", parse_limit),
     "cursor": ("cursor", _cursor),
+    "score": ("score", _score_name),
+    "score_label": ("score_label", _score_label),
+    "implicit": ("implicit", _choice("implicit", IMPLICIT_SIGNALS)),
+    "cost_min": ("cost_min", _cost("cost_min")),
+    "cost_max": ("cost_max", _cost("cost_max")),
 }

@@ -18,6 +18,7 @@ from proxy.feedback.parse import FeedbackRules
 from proxy.feedback.service import FeedbackService
 from proxy.store.datasets import DatasetStore
 from proxy.store.redis_store import RedisStore
+from proxy.store.scores import AgreementStats
 from proxy.store.stats import FeedbackStats
 from proxy.store.trace_query import TraceQuery
 
@@ -36,6 +37,7 @@ class AdminServices:
     feedback_rules: FeedbackRules
     scrape_metrics: MetricsScrape
     lifecycle: Lifecycle
+    agreement: AgreementStats
 
 
 ADMIN = web.AppKey("admin_services", AdminServices)

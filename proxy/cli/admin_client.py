@@ -273,6 +273,7 @@ _COLUMNS = (
     ("reason", 20),
     ("models", 28),
     ("spans", 5),
+    ("cost_usd", 12),
     ("annotation", 10),
 )
 
@@ -305,8 +306,14 @@ def _cells(summary: dict[str, Any]) -> list[str]:
         _text(attrs.get("feedback_reason")),
         ",".join(summary.get("models") or []),
         _text(summary.get("span_count")),
+        _usd(summary.get("cost_usd")),
         _text(summary.get("annotation_status")),
     ]
+
+
+def _usd(value: Any) -> str:
+    """A cost to six decimals (a millionth of a dollar); "-" when unknown."""
+    return f"{value:.6f}" if isinstance(value, int | float) else "-"
 
 
 def _text(value: Any) -> str:

@@ -53,13 +53,18 @@ _TRACE_FILTERS = (
     ("--user-id", "user_id", "user id"),
     ("--since", "since", "from this moment (ISO 8601 with zone, a date, or epoch ms)"),
     ("--until", "until", "up to this moment (ISO 8601 with zone, a date, or epoch ms)"),
+    ("--cost-min", "cost_min", "lowest trace cost in USD"),
+    ("--cost-max", "cost_max", "highest trace cost in USD"),
     ("--limit", "limit", "traces per page (1-500, default 50)"),
     ("--cursor", "cursor", "next_cursor of an earlier page"),
+    ("--score", "score", "has an evaluator score of this name"),
+    ("--score-label", "score_label", "<name>:<label>: has such an evaluator score"),
 )
 _TRACE_CHOICES = (
     ("--feedback", "feedback", ("positive", "negative")),
     ("--annotation-status", "annotation_status", ("empty", "filled")),
     ("--has-feedback", "has_feedback", ("true", "false")),
+    ("--implicit", "implicit", ("regenerated", "stopped")),
 )
 
 
@@ -146,11 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"feedback-proxy: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
-        sys.stdout.buffer.write(orjson.dumps(masked(settings), option=orjson.OPT_INDENT_2) + b"\n")
+        shown = {**masked(settings), "price_data": _price_data()}
+        sys.stdout.buffer.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2) + b"\n")
         return 0
     if _is_admin(args):
         return _run_admin(args, settings)
     return _serve(settings)
+
+
+def _price_data() -> dict[str, str]:
+    """Which price data prices spans: the genai-prices release, pinned by the lock file."""
+    from proxy.recording.pricing import price_data_version
+
+    return {"package": "genai-prices", "version": price_data_version()}
 
 
 def _is_admin(args: argparse.Namespace) -> bool:

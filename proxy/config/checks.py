@@ -50,6 +50,8 @@ def validate(settings: Settings) -> None:
     _check_range("writer.batch_size", settings.writer.batch_size, 1, 100_000)
     _check_range("writer.write_timeout", settings.writer.write_timeout, 0.01, 600)
     _check_range("capture.max_bytes", settings.capture.max_bytes, 0, 2**31)
+    window = settings.implicit.regenerate_window_seconds
+    _check_range("implicit.regenerate_window_seconds", window, 1, 30 * 86400)
     _check_range("feedback.token_ttl_seconds", settings.feedback.token_ttl_seconds, 1, 2**31)
     _check_range("feedback.max_events_per_trace", settings.feedback.max_events_per_trace, 1, 10**6)
     _check_choice("feedback.on_invalid", settings.feedback.on_invalid, ("reject", "warn"))
@@ -58,8 +60,25 @@ def validate(settings: Settings) -> None:
     _check_redis(settings.redis)
     _check_redact(settings.capture.redact)
     _check_upstreams(settings)
+    _check_dimensions(settings.stats.dimensions)
     if not _is_loopback(a.host) and not a.token:
         raise ConfigError("admin.token", f"required when admin.host is not loopback ({a.host})")
+
+
+MAX_DIMENSIONS = 20
+
+
+def _check_dimensions(dimensions: tuple[str, ...]) -> None:
+    """Attribute keys to count stats by: few (each is counted on every merge), distinct, and
+    spelled so that they fit a counter's name."""
+    if len(dimensions) > MAX_DIMENSIONS:
+        raise ConfigError("stats.dimensions", f"at most {MAX_DIMENSIONS} keys")
+    if len(set(dimensions)) != len(dimensions):
+        raise ConfigError("stats.dimensions", "lists a key twice")
+    for key in dimensions:
+        if not 0 < len(key) <= 128 or not key.isprintable() or key != key.strip():
+            raise ConfigError("stats.dimensions", f"{key!r} is not an attribute key (1-128 "
+                              "printable characters, no surrounding spaces)")  # fmt: skip
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

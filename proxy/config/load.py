@@ -20,11 +20,13 @@ from proxy.config.model import (
     AdminSettings,
     CaptureSettings,
     FeedbackSettings,
+    ImplicitSettings,
     LogSettings,
     ProxySettings,
     RedisSettings,
     ReviewRule,
     Settings,
+    StatsSettings,
     UpstreamSettings,
     WriterSettings,
     default_review_rules,
@@ -45,6 +47,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "feedback": FeedbackSettings,
     "log": LogSettings,
     "writer": WriterSettings,
+    "implicit": ImplicitSettings,
+    "stats": StatsSettings,
 }
 
 

@@ -97,6 +97,18 @@ class FeedbackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ImplicitSettings:
+    """Implicit feedback observed in traffic (docs/reference.md §12)."""
+
+    enabled: bool = True
+    regenerate_window_seconds: int = 600
+class StatsSettings:
+    """Trace attribute keys whose values the stats count feedback, calls and cost by."""
+
+    dimensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReviewRule:
     """Traces whose feedback matches ``when`` join ``dataset`` as rows to annotate."""
 
@@ -135,3 +147,5 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     writer: WriterSettings = field(default_factory=WriterSettings)
     review_rules: tuple[ReviewRule, ...] = field(default_factory=default_review_rules)
+    implicit: ImplicitSettings = field(default_factory=ImplicitSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)

@@ -35,16 +35,33 @@ def _iso_second(seconds: int) -> str:
 
 
 class Usage(TypedDict):
-    """Token counts as the provider reported them; None when it did not say."""
+    """Token counts as the provider reported them; None when it did not say.
+
+    ``cache_read_tokens``/``cache_write_tokens`` are prompt-cache counts: OpenAI's
+    ``cached_tokens`` are part of its ``input_tokens``; Anthropic's ``cache_read_input_tokens``
+    and ``cache_creation_input_tokens`` are not (its ``input_tokens`` are the uncached rest).
+    Spans stored before these fields existed lack them."""
 
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
+    cache_read_tokens: NotRequired[int | None]
+    cache_write_tokens: NotRequired[int | None]
 
 
 class Output(TypedDict):
     text: str | None
     tool_calls: list[dict[str, Any]]
+
+
+class ImplicitSignal(TypedDict):
+    """What a user did rather than said (docs/reference.md §12), kept on the span it concerns:
+    ``regenerated`` (the same input again: ``by_span_id`` is the later call) or ``stopped``
+    (the client closed the stream before the upstream finished; ``by_span_id`` is None)."""
+
+    signal: Literal["regenerated", "stopped"]
+    at: str
+    by_span_id: str | None
 
 
 class Span(TypedDict):
@@ -65,6 +82,9 @@ class Span(TypedDict):
     finish_reason: str | None
     usage: Usage | None
     raw_usage: dict[str, Any] | None
+    # USD from genai-prices (proxy.recording.pricing), set when the span is written; None
+    # when the model or the usage is unknown to the price data.
+    cost_usd: NotRequired[float | None]
     input: Any
     output: Output | None
     input_truncated: NotRequired[bool]
@@ -75,6 +95,7 @@ class Span(TypedDict):
     attributes: dict[str, Any]
     tags: list[str]
     client_span_id: NotRequired[str]
+    implicit: NotRequired[list[ImplicitSignal]]
     # How many values of each kind redaction replaced in input and output ({} = none found);
     # absent when redaction is off (docs/privacy.md).
     redacted: NotRequired[dict[str, int]]
@@ -97,6 +118,8 @@ class SpanRecord(TypedDict):
     started_ms: int
     trace: SpanTrace
     span: Span
+    # SHA-256 of the request's input messages, for regeneration (absent with [implicit] off)
+    input_hash: NotRequired[str]
 
 
 class FeedbackEvent(TypedDict):
@@ -122,7 +145,28 @@ class FeedbackRecord(TypedDict):
     delete_tags: list[str]
 
 
-Record = SpanRecord | FeedbackRecord
+class Score(TypedDict):
+    """One evaluator result on a trace (or one of its spans), docs/reference.md §12."""
+
+    score_id: str
+    name: str
+    value: float | None
+    label: str | None
+    explanation: str | None
+    span_id: str | None
+    source: str  # "api"
+    created_at: str
+    redacted: NotRequired[dict[str, int]]  # values replaced in the explanation, per kind
+
+
+class ScoreRecord(TypedDict):
+    id: str  # sc:<trace_id>:<score_id>, the writer's idempotency key
+    kind: Literal["score"]
+    trace_id: str
+    score: Score
+
+
+Record = SpanRecord | FeedbackRecord | ScoreRecord
 
 
 # -- What the store reads back.
@@ -142,6 +186,9 @@ class TraceSummary(TypedDict):
     annotation_status: str | None
     models: list[str]
     span_count: int
+    # Sums over the spans whose cost (tokens) is known; None while none is.
+    cost_usd: float | None
+    total_tokens: int | None
 
 
 class Trace(TraceSummary):
@@ -149,6 +196,7 @@ class Trace(TraceSummary):
 
     feedback: list[FeedbackEvent]
     spans: list[Span]
+    scores: list[Score]
 
 
 class DatasetRow(TypedDict):

@@ -8,15 +8,20 @@ or ``full`` (the trace's history cap is reached; nothing changed).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from proxy.core.errors import StoreUnavailable
-from proxy.core.records import FeedbackRecord
+from proxy.core.records import FeedbackRecord, ScoreRecord
 from proxy.feedback.model_lookup import RecentModels, TraceModels, label_of
 from proxy.metrics.feedback import FeedbackCounts
 from proxy.store.feedback_merge import MergeResult
 from proxy.store.redis_store import RedisStore
 from proxy.writer import Writer
 from proxy.writer.writer import Prepare
+
+R = TypeVar("R", FeedbackRecord, ScoreRecord)
+T = TypeVar("T")
 
 
 class ReplayCounter:
@@ -78,19 +83,9 @@ class FeedbackService:
         While the writer is degraded (Redis down, or older records still in the spool) the
         event goes behind them through the writer, so an old queued vote can never land
         after, and overwrite, a newer one; nor does each call wait out a hanging Redis.
-        Redaction (the comment) happens here, once, before either way to Redis; it marks the
-        record, so the writer does not redact it again.
         """
-        if self._redact is not None:
-            self._redact(record)
-        if not self._writer.redis_ok or self._writer.spool_bytes > 0:
-            self._writer.submit(record)
-            return "queued"
-        try:
-            result = await asyncio.wait_for(self._store.merge_feedback(record), self._timeout)
-        except (StoreUnavailable, TimeoutError):
-            # Replayed later; if this merge did land after all, the replay is a no-op.
-            self._writer.submit(record)
+        result = await self._merge_or_queue(record, self._store.merge_feedback)
+        if result is None:
             return "queued"
         if result.status == "full":
             return "full"
@@ -99,3 +94,36 @@ class FeedbackService:
                 model = await self._models.model_of(record["trace_id"])
             self.counts.add(record["event"], result.previous, model)
         return "applied"
+
+    async def _merge_or_queue(self, record: R, merge: Callable[[R], Awaitable[T]]) -> T | None:
+        """The one way in for feedback and score records alike: merged now (the merge's
+        result), or queued behind the writer (None) while it is degraded or when Redis fails
+        or is too slow now. A queued record is replayed later; if this merge did land after
+        all, the replay is a no-op. Redaction (a feedback comment, a score's explanation)
+        happens here, once, before either way to Redis; it marks the record, so the writer
+        does not redact it again."""
+        if self._redact is not None:
+            self._redact(record)
+        if self._degraded():
+            self._writer.submit(record)
+            return None
+        try:
+            return await asyncio.wait_for(merge(record), self._timeout)
+        except (StoreUnavailable, TimeoutError):
+            self._writer.submit(record)
+            return None
+
+    def _degraded(self) -> bool:
+        """Redis is away, or older records still wait in the spool: new ones go behind them."""
+        return not self._writer.redis_ok or self._writer.spool_bytes > 0
+
+    async def apply_score(self, record: ScoreRecord) -> str:
+        """An evaluator score, on the same path as feedback (``_merge_or_queue``, so what is
+        done to feedback records on their way in is done to scores too): ``applied``,
+        ``queued``, ``full`` (the trace holds the maximum of scores) or ``no_trace``; never
+        raises for Redis trouble. A queued score is applied later even if its trace is not
+        recorded yet."""
+        result = await self._merge_or_queue(record, self._store.merge_score)
+        if result is None:
+            return "queued"
+        return result.status if result.status in ("full", "no_trace") else "applied"

@@ -15,6 +15,7 @@ from proxy.gateway.feedback_route import (
 )
 from proxy.gateway.forward import forward
 from proxy.gateway.services import GATEWAY, GatewayServices
+from proxy.gateway.widget import widget_handler
 
 
 def create_proxy_app(services: GatewayServices) -> web.Application:
@@ -31,6 +32,8 @@ def create_proxy_app(services: GatewayServices) -> web.Application:
     routes.add_post("/feedback", post_feedback, expect_handler=expect_handler)
     routes.add_route("OPTIONS", "/feedback", preflight_feedback, expect_handler=expect_handler)
     routes.add_route("*", "/feedback", feedback_method_not_allowed, expect_handler=expect_handler)
+    widget = widget_handler(services.settings.feedback.reasons)  # §14: <feedback-widget>
+    routes.add_get("/feedback.js", widget, expect_handler=expect_handler)
     routes.add_route("*", "/{tail:.*}", forward, expect_handler=expect_handler)
     return app
 

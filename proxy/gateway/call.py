@@ -26,6 +26,7 @@ from proxy.gateway.responses import error_response
 from proxy.gateway.services import GatewayServices
 from proxy.gateway.upstream import Route
 from proxy.metrics.calls import MID_STREAM_BREAK, CallMetrics, upstream_error_kind
+from proxy.recording import implicit
 from proxy.recording.recorder import Recorder
 from proxy.tracing.context import TraceContext
 
@@ -150,6 +151,10 @@ class Call:
         span = None
         if self.recorder is not None and services.settings.capture.record:
             record = self.recorder.record(self.attributes, self.status, self.error)
+            if services.settings.implicit.enabled:
+                recorder = self.recorder
+                streaming, parsed = recorder.streaming, recorder.request_input()
+                implicit.observe(record, self.error, streaming, parsed, time.time() * 1000)
             services.writer.submit(record)
             span = record["span"]
             services.feedback.span_recorded(record["trace"]["trace_id"], span["model"])

@@ -92,6 +92,13 @@ def families(merged: Merged, processes: int) -> Iterator[Metric]:
         merged.get("tokens", {}),
     )
     yield _counter(
+        "feedback_proxy_cost_usd",
+        "Cost of the stored spans in USD (genai-prices), by upstream and model.",
+        ["upstream", "model"],
+        merged.get("cost", {}),
+    )
+    yield from _price_data_info(merged.get("price_data", {}))
+    yield _counter(
         "feedback_proxy_upstream_errors",
         "Upstream failures by kind: connect, connect_timeout, read_timeout, "
         "invalid_response, mid_stream_break.",
@@ -148,6 +155,18 @@ def _writer_families(merged: Merged) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "feedback_proxy_records_spooled", "Records written to the spool file.", value=spooled
     )
+
+
+def _price_data_info(rows: dict[tuple[str, ...], list[float]]) -> Iterator[Metric]:
+    """Which genai-prices release priced the spans (an info metric, value 1)."""
+    info = GaugeMetricFamily(
+        "feedback_proxy_price_data_info",
+        "The genai-prices release whose price data the cost figures come from.",
+        labels=["version"],
+    )
+    for (version,) in sorted(rows):
+        info.add_metric([version], 1)
+    yield info
 
 
 def _feedback_families(rows: dict[tuple[str, ...], list[float]]) -> Iterator[Metric]:

@@ -190,6 +190,16 @@ class Recorder:
             return None
         return round((self.first_byte_at - self.started_at) * 1000, 3)
 
+    def request_input(self) -> dict[str, Any] | None:
+        """The request's input as the endpoint parser read it (also with bodies not captured):
+        what regeneration compares."""
+        return self._parse_request().input
+
+    @property
+    def streaming(self) -> bool:
+        """The answer was an event stream, or the request asked for one."""
+        return self.stream or self._parse_request().stream
+
     def request_model(self) -> str | None:
         """The model the request body names (once the body is read); parsed once per call."""
         return self._parse_request().model
@@ -250,6 +260,8 @@ def _usage(usage: Usage | None) -> UsageRecord | None:
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
     }
 
 

@@ -5,7 +5,8 @@ What is redacted, by record kind:
 - ``span``: the input and the output (text and tool calls); the counts go into the span as
   ``redacted`` (``{"email": 2}``; ``{}`` when nothing was found);
 - ``feedback``: the comment (``user_feedback_comment``); counts in the event's ``redacted``;
-- any other kind (evaluator scores): every string under a key named ``explanation`` or
+- ``score``: the evaluator's ``explanation``; counts in the score's ``redacted``;
+- any other kind (one added later): every string under a key named ``explanation`` or
   ``comment``, at any depth; counts in the record's ``redacted``.
 
 The ``redacted`` field is also the mark that the record was done: a record that went through
@@ -57,6 +58,8 @@ def _redact(redactor: Redactor, record: Any) -> None:
         _span(redactor, record["span"])
     elif kind == "feedback":
         _feedback(redactor, record["event"])
+    elif kind == "score":
+        _score(redactor, record["score"])
     elif "redacted" not in record:
         counts: dict[str, int] = {}
         _free_text(redactor, record, counts, 0)
@@ -67,6 +70,8 @@ def _drop_text(record: Any) -> None:
     failed = {"unredactable": 1}
     if record.get("kind") == "span":
         record["span"].update(input=None, output=None, redacted=failed)
+    elif record.get("kind") == "score":
+        record["score"].update(explanation=None, redacted=failed)
     elif record.get("kind") == "feedback":
         event = record["event"]
         event["attributes"] = {
@@ -107,6 +112,15 @@ def _feedback(redactor: Redactor, event: dict[str, Any]) -> None:
     if isinstance(comment, str):
         event["attributes"] = {**attributes, COMMENT_KEY: redactor.text(comment, counts)}
     event["redacted"] = counts
+
+
+def _score(redactor: Redactor, score: dict[str, Any]) -> None:
+    if "redacted" in score:
+        return
+    counts: dict[str, int] = {}
+    if isinstance(score.get("explanation"), str):
+        score["explanation"] = redactor.text(score["explanation"], counts)
+    score["redacted"] = counts
 
 
 def _free_text(redactor: Redactor, node: Any, counts: dict[str, int], depth: int) -> None:

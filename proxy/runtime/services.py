@@ -24,7 +24,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,16 @@ from proxy.gateway.services import GatewayServices
 from proxy.gateway.upstream import Router, client_session
 from proxy.metrics import workers
 from proxy.metrics.calls import CallMetrics
+from proxy.metrics.cost import CostCounter
 from proxy.metrics.feedback import FeedbackCounts
+from proxy.recording.pricing import SpanPricer, price_data_version
 from proxy.redaction import redact_record, redactor_for
 from proxy.store.connection import connect_to
 from proxy.store.datasets import DatasetStore
 from proxy.store.keys import Keys
 from proxy.store.redis_checks import startup_checks
 from proxy.store.redis_store import RedisStore
+from proxy.store.scores import AgreementStats
 from proxy.store.stats import FeedbackStats
 from proxy.store.trace_query import TraceQuery
 from proxy.writer import Writer
@@ -76,6 +79,8 @@ class Services:
     call_metrics: CallMetrics
     lifecycle: Lifecycle
     metrics_dir: Path | None
+    agreement: AgreementStats
+    cost_metrics: CostCounter = field(default_factory=CostCounter)
 
     def gateway_view(self) -> GatewayServices:
         """What the proxy listener's handlers use."""
@@ -103,6 +108,7 @@ class Services:
             feedback_rules=self.feedback_rules,
             scrape_metrics=self.scrape_metrics,
             lifecycle=self.lifecycle,
+            agreement=self.agreement,
         )
 
     def metrics_snapshot(self, live: bool = True) -> dict[str, Any]:
@@ -112,6 +118,8 @@ class Services:
         families["writer"] = [[[], [writer.queue_depth, writer.spool_bytes]]]
         families["records"] = [[[], [writer.written, writer.dropped, writer.spooled]]]
         families["feedback"] = self.feedback.counts.snapshot()
+        families["cost"] = self.cost_metrics.snapshot()
+        families["price_data"] = [[[price_data_version()], [1]]]
         return {"pid": os.getpid(), "live": live, "families": families}
 
     def scrape_metrics(self) -> list[dict[str, Any]]:
@@ -152,7 +160,8 @@ async def open_services(
         await startup_checks(redis)  # logs only; bounded by the connect timeout
         keys = Keys(settings.redis.key_prefix)
         counts, recent = FeedbackCounts(), RecentModels()
-        store = _store(redis, keys, settings, ReplayCounter(counts, recent))
+        cost = CostCounter()
+        store = _store(redis, keys, settings, ReplayCounter(counts, recent), cost)
         stack.push_async_callback(store.close)
         redact = _redaction(settings)
         writer = await _started_writer(store, settings, redact)
@@ -178,11 +187,17 @@ async def open_services(
             call_metrics=CallMetrics(),
             lifecycle=Lifecycle(),
             metrics_dir=metrics_dir,
+            agreement=AgreementStats(redis, keys),
+            cost_metrics=cost,
         )
 
 
 def _store(
-    redis: aioredis.Redis, keys: Keys, settings: Settings, on_replayed: ReplayCounter
+    redis: aioredis.Redis,
+    keys: Keys,
+    settings: Settings,
+    on_replayed: ReplayCounter,
+    cost: CostCounter,
 ) -> RedisStore:
     return RedisStore(
         redis,
@@ -191,6 +206,10 @@ def _store(
         max_feedback_events=settings.feedback.max_events_per_trace,
         review_rules=settings.review_rules,
         on_replayed=on_replayed,
+        regenerate_window_s=settings.implicit.regenerate_window_seconds,
+        pricer=SpanPricer({name: u.base_url for name, u in settings.upstreams.items()}),
+        on_cost=cost.add,
+        dimensions=settings.stats.dimensions,
     )
 
 

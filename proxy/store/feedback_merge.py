@@ -32,7 +32,12 @@ class MergeResult:
 
 
 def merge_args(
-    record: FeedbackRecord, now_ms: int, retention_s: int, max_events: int, keys: Keys
+    record: FeedbackRecord,
+    now_ms: int,
+    retention_s: int,
+    max_events: int,
+    keys: Keys,
+    dimensions: tuple[str, ...] = (),
 ) -> list[Any]:
     """ARGV for merge_feedback.lua from a feedback record (see the script's header)."""
     indexes = feedback_index_keys(keys, record)
@@ -54,7 +59,7 @@ def merge_args(
     ]  # fmt: skip
     for key, value in attrs.items():
         args += [key, orjson.dumps(value)]
-    return [*args, *tags, *deleted_attrs, *deleted_tags, *indexes]
+    return [*args, *tags, *deleted_attrs, *deleted_tags, *indexes, len(dimensions), *dimensions]
 
 
 def parse_result(raw: list[Any]) -> MergeResult:

@@ -27,12 +27,13 @@ class TraceKeys:
     feedback_order: str  # sorted set: event key scored by arrival sequence
     span_feedback: str  # hash: "a\x1f<span>\x1f<key>" -> JSON value, "t\x1f<span>\x1f<tag>" -> 1
     indexes: str  # set: names of the index keys that list this trace (to re-score them)
+    scores: str  # hash: score_id -> evaluator score JSON (docs/reference.md §12)
 
     def all(self) -> list[str]:
         """Every key of the trace, in the order the Lua scripts expect them in KEYS."""
         return [
             self.trace, self.spans, self.attributes, self.tags, self.models,
-            self.feedback, self.feedback_order, self.span_feedback, self.indexes,
+            self.feedback, self.feedback_order, self.span_feedback, self.indexes, self.scores,
         ]  # fmt: skip
 
 
@@ -52,6 +53,7 @@ class Keys:
             feedback_order=f"{base}:fb-order",
             span_feedback=f"{base}:span-fb",
             indexes=f"{base}:idx",
+            scores=f"{base}:scores",
         )
 
     @property
@@ -93,9 +95,30 @@ class Keys:
         """Hash: trace_id -> the stats state last counted for it (moves a changed vote)."""
         return f"{self.prefix}:stats:{{h{hour_ms}}}:traces"
 
+    def stats_dimension_values(self, hour_ms: int) -> str:
+        """Hash: the [stats] dimension values admitted in that hour (at most 100 per key)."""
+        return f"{self.prefix}:stats:{{h{hour_ms}}}:dimvals"
+
     def dimension_values(self, dimension: str) -> str:
         """Set of the values a dimension's indexes have (the groups of the stats)."""
         return f"{self.prefix}:dims:{dimension}"
+
+    def score_pairs(self, hour_ms: int, name: str) -> str:
+        """Hash: trace_id -> (version, score value, pass or fail) of the trace's latest score
+        ``name``, for traces created in that hour; beside the hour's stats (same slot), so
+        ``GET /api/stats/agreement`` reads both in one script per hour."""
+        return f"{self.prefix}:stats:{{h{hour_ms}}}:score:{name}"
+
+    def implicit_seen(self, hour_ms: int) -> str:
+        """Hash: "<trace_id>\\x1f<span_id>\\x1f<signal>" -> 1, the implicit signals already
+        counted in that hour's stats (a replay never counts one twice)."""
+        return f"{self.prefix}:stats:{{h{hour_ms}}}:implicit"
+
+    def session_inputs(self, session_id: str) -> str:
+        """Hash: input hash -> the latest span of the session with those input messages
+        (regeneration across traces); expires ``implicit.regenerate_window_seconds`` after
+        its last write."""
+        return f"{self.prefix}:sess:{{{session_id}}}:inputs"
 
     @property
     def events(self) -> str:

@@ -4,7 +4,8 @@ and the check of every candidate against its record.
 Of the equality indexes the filters name, the one with the fewest entries (``ZCARD``,
 pipelined) drives; with no such filter (or only ``has_feedback=false``) it is ``idx:time``. A
 rating range drives from ``idx:has_feedback:1`` (ratings are indexed by exact value,
-``idx:rating:3.5``, so only ``rating_min == rating_max`` has an index of its own). The walk
+``idx:rating:3.5``, so only ``rating_min == rating_max`` has an index of its own). A cost
+range adds the cost-step index that bounds it (``store.cost_index``) to the candidates. The walk
 over Redis is ``trace_query``.
 """
 
@@ -20,7 +21,9 @@ from typing import Any
 import orjson
 
 from proxy.core.records import iso_from_ms
+from proxy.store.cost_index import cost_drivers
 from proxy.store.keys import Keys
+from proxy.store.trace_read import cost_usd, count
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -30,7 +33,7 @@ MAX_PAGE = 1000
 # Trace hash fields a summary needs, in HMGET order.
 RECORD_FIELDS = (
     "trace_id", "name", "session_id", "user_id", "created_ms", "updated_ms", "span_count",
-    "annotation_status", "feedback_seq",
+    "annotation_status", "feedback_seq", "cost_pusd", "total_tokens",
 )  # fmt: skip
 
 
@@ -52,6 +55,17 @@ class TraceFilter:
     user_id: str | None = None
     since_ms: float | None = None
     until_ms: float | None = None
+    cost_min: float | None = None  # USD; only traces with a known cost match either bound
+    cost_max: float | None = None
+    # Quality signals beside user feedback (docs/reference.md §12).
+    score: str | None = None  # has a score of this name
+    score_label: tuple[str, str] | None = None  # (name, label): has such a score
+    implicit: str | None = None  # "regenerated" or "stopped": a span has that signal
+
+    @property
+    def needs_scores(self) -> bool:
+        """The score filters are checked against the trace's scores, read with the record."""
+        return self.score is not None or self.score_label is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,8 @@ class Candidate:
     created_ms: float
     has_feedback: bool
     in_upstream: bool
+    scores: frozenset[tuple[str, str | None]] = frozenset()  # (name, label) of its scores
+    in_implicit: bool = True  # listed in the implicit filter's index
 
 
 # -- cursor ----------------------------------------------------------------------------------
@@ -127,12 +143,16 @@ def driver_indexes(query: TraceFilter, keys: Keys) -> list[str]:
         ("upstream", query.upstream), ("session", query.session_id), ("user", query.user_id),
     ]  # fmt: skip
     named += [("tag", tag) for tag in query.tags]
+    named += [("score", query.score), ("implicit", query.implicit)]
+    if query.score_label is not None:
+        named.append(("score_label", ":".join(query.score_label)))
     rated = query.rating_min is not None or query.rating_max is not None
     if rated and query.rating_min == query.rating_max and query.rating_min is not None:
         named.append(("rating", rating_key(query.rating_min)))
     elif rated or query.has_feedback:
         named.append(("has_feedback", "1"))
     indexes = [keys.index(dimension, value) for dimension, value in named if value is not None]
+    indexes += cost_drivers(keys, query.cost_min, query.cost_max)
     return list(dict.fromkeys(indexes)) or [keys.index_by_time]
 
 
@@ -227,6 +247,8 @@ def candidate(
         "annotation_status": _text(record["annotation_status"]),
         "span_count": int(record["span_count"] or 0),
         "models": sorted(m.decode() for m in models),
+        "cost_usd": cost_usd(record["cost_pusd"]),
+        "total_tokens": count(record["total_tokens"]),
     }
     has_feedback = int(record["feedback_seq"] or 0) > 0
     return Candidate(summary, created, has_feedback, in_upstream)
@@ -277,15 +299,35 @@ def _presence_matches(query: TraceFilter, hit: Candidate) -> bool:
     return feedback_ok and (query.upstream is None or hit.in_upstream)
 
 
+def _cost_matches(query: TraceFilter, hit: Candidate) -> bool:
+    if query.cost_min is None and query.cost_max is None:
+        return True
+    cost = hit.summary["cost_usd"]
+    if cost is None:
+        return False
+    low = -math.inf if query.cost_min is None else query.cost_min
+    high = math.inf if query.cost_max is None else query.cost_max
+    return bool(low <= cost <= high)
+
+
 def _time_matches(query: TraceFilter, hit: Candidate) -> bool:
     low = -math.inf if query.since_ms is None else query.since_ms
     high = math.inf if query.until_ms is None else query.until_ms
     return low <= hit.created_ms <= high
 
 
+def _signals_match(query: TraceFilter, hit: Candidate) -> bool:
+    """Scores (names and labels read with the record) and the implicit signal's index."""
+    if query.score is not None and query.score not in {name for name, _ in hit.scores}:
+        return False
+    if query.score_label is not None and query.score_label not in hit.scores:
+        return False
+    return query.implicit is None or hit.in_implicit
+
+
 _CHECKS = (
     _attributes_match, _fields_match, _rating_matches, _sets_match, _presence_matches,
-    _time_matches,
+    _time_matches, _cost_matches, _signals_match,
 )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from proxy.config import ReviewRule
 from proxy.core.records import (
     FeedbackRecord,
     Record,
+    ScoreRecord,
     Span,
     SpanRecord,
     SpanTrace,
@@ -37,6 +38,8 @@ from proxy.core.records import (
     iso_from_ms,
 )
 from proxy.datasets.columns import DEFAULT_COLUMNS, review_row
+from proxy.recording.pricing import SpanPricer
+from proxy.store.cost_index import cost_indexes, to_pico
 from proxy.store.dataset_writes import queue_rows
 from proxy.store.errors import REDIS_FAILURES, unavailable
 from proxy.store.feedback_merge import (
@@ -45,9 +48,27 @@ from proxy.store.feedback_merge import (
     merge_args,
     parse_result,
 )
+from proxy.store.implicit import (
+    Signal,
+    queue_count,
+    regenerated_signal,
+    session_command,
+    session_signal_json,
+    span_args,
+    stopped_signal,
+    stream_entry,
+)
 from proxy.store.keys import SPAN_INDEXES, Keys
 from proxy.store.resp_pipe import pipe_for
+from proxy.store.scores import (
+    ScoreResult,
+    parse_score_result,
+    queue_pairs,
+    score_args,
+    score_entry,
+)
 from proxy.store.scripting import SCRIPTS, queue_script
+from proxy.store.span_stats import SpanCounts
 from proxy.store.stats import GROUP_DIMENSIONS, queue_stats
 from proxy.store.trace_read import assemble_trace
 
@@ -114,11 +135,26 @@ class RedisStore:
         max_feedback_events: int = 1000,
         review_rules: tuple[ReviewRule, ...] = (),
         on_replayed: Callable[[FeedbackRecord, MergeResult], None] | None = None,
+        regenerate_window_s: int = 600,
+        pricer: SpanPricer | None = None,
+        on_cost: Callable[[str, str | None, float], None] | None = None,
+        dimensions: tuple[str, ...] = (),
     ) -> None:
         """``on_replayed`` hears of each queued feedback event the writer's replay merged
-        (for the feedback metrics, which count live merges themselves)."""
+        (for the feedback metrics, which count live merges themselves). ``pricer`` prices
+        each span as it is written (here, in the writer's task, off the response path;
+        None leaves ``cost_usd`` null); ``on_cost`` hears (upstream, model, USD) of each
+        priced span stored for the first time (the cost metric). ``dimensions`` are the
+        [stats] dimension keys the counters follow."""
         self._client = client
+        self._dims = dimensions
+        self._pricer = pricer
+        self._on_cost = on_cost
         self._on_replayed = on_replayed
+        self._regenerate_window_s = regenerate_window_s
+        self._stopped_index = keys.index("implicit", "stopped")
+        self._implicit_prefix = keys.index("implicit", "")
+        self._window_ms = regenerate_window_s * 1000
         self._keys = keys
         self._retention_s = retention_days * 86400
         self._max_events = max_feedback_events
@@ -159,14 +195,56 @@ class RedisStore:
         re-sent whole (a replayed feedback event replaces itself)."""
         spans: list[SpanRecord] = []
         feedback: list[FeedbackRecord] = []
+        scores: list[ScoreRecord] = []
         for record in records:
             if record["kind"] == "span":
                 spans.append(record)
+            elif record["kind"] == "score":
+                scores.append(record)
             else:
                 feedback.append(record)
         await self._with_scripts(self._write_spans, spans)
         if feedback:
             await self._with_scripts(self._replay_all, feedback)
+        if scores:
+            await self._with_scripts(self._replay_scores, scores)
+
+    async def merge_score(self, record: ScoreRecord) -> ScoreResult:
+        """Merge one evaluator score now (the live path: an unknown trace is ``no_trace``);
+        raises StoreUnavailable."""
+
+        async def live(records: Sequence[ScoreRecord]) -> list[ScoreResult]:
+            return await self._merge_scores(records, live=True)
+
+        results: list[ScoreResult] = await self._with_scripts(live, [record])
+        return results[0]
+
+    async def _replay_scores(self, records: Sequence[ScoreRecord]) -> list[ScoreResult]:
+        return await self._merge_scores(records, live=False)
+
+    async def _merge_scores(self, records: Sequence[ScoreRecord], live: bool) -> list[ScoreResult]:
+        """merge_score.lua per record, then (idempotent, other slots) the score indexes, the
+        (hour, name) pairs of the agreement stats and the event stream."""
+        sha = await self._sha("merge_score")
+        now_ms = int(time.time() * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        for record in records:
+            args = score_args(record, now_ms, self._retention_s, live, self._keys)
+            queue_script(pipe, sha, self._keys.trace(record["trace_id"]).all(), *args)
+        results = [parse_score_result(raw) for raw in await pipe.execute()]
+        after = self._client.pipeline(transaction=False)
+        pair_sha = await self._sha("score_pair_apply")
+        scored: list[tuple[str, int, list[str]]] = []
+        for record, result in zip(records, results, strict=True):
+            if not result.created_ms:
+                continue
+            queue_pairs(after, pair_sha, self._keys, record["trace_id"], result, self._retention_s)
+            scored.append((record["trace_id"], result.created_ms, list(result.indexes)))
+            if result.status != "duplicate":
+                after.xadd(self._keys.events, score_entry(record),
+                           maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
+        await self._score_indexes(scored, after)
+        return results
 
     async def merge_feedback(self, record: FeedbackRecord) -> MergeResult:
         """Merge one feedback event now (the live path); raises StoreUnavailable."""
@@ -199,17 +277,96 @@ class RedisStore:
             return
         sha = await self._sha("record_span")
         pipe = self._batch()
-        now_ms = str(int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        now_ms = str(now)
         for record in records:
             self._queue_span(pipe, sha, record, now_ms)
+        sessions = await self._queue_sessions(pipe, records)
         replies = await pipe.execute()
-        scored, states = [], []
-        for record, reply in zip(records, replies[::2], strict=True):
-            trace_id = record["trace"]["trace_id"]
-            scored.append((trace_id, int(reply[1]), [n.decode() for n in reply[3:]]))
+        scored, states, signals, counts = [], [], [], SpanCounts()
+        for record, reply in zip(records, replies[: 2 * len(records) : 2], strict=True):
+            trace_id, created = record["trace"]["trace_id"], int(reply[1])
+            names = [n.decode() for n in reply[7:]]
+            new = int(reply[0]) == 1
+            if new:
+                self._count_span(record, counts, reply)
+                if reply[3]:
+                    names += cost_indexes(self._keys, int(reply[3]))
+            scored.append((trace_id, created, names))
             if reply[2]:
                 states.append((trace_id, reply[2]))
-        await self._score_indexes(scored, await self._stats_pipe(states, self._batch()))
+            if reply[6]:
+                signals.append(regenerated_signal(trace_id, created, reply[6]))
+            stop = stopped_signal(record, created, new=new)
+            if stop is not None and created:
+                signals.append(stop)
+        pipe = await self._stats_pipe(states, self._batch())
+        if counts:
+            counts.queue(pipe, await self._sha("stats_calls"), self._keys, self._retention_s)
+        await self._queue_signals(pipe, signals)
+        await self._score_indexes(scored, pipe)
+        found = zip(sessions, replies[2 * len(records) :], strict=True)
+        await self._mark_session_repeats([(r, hit) for r, hit in found if hit], now)
+
+    def _count_span(self, record: SpanRecord, counts: SpanCounts, reply: list[Any]) -> None:
+        """A span stored for the first time: its call and cost in the stats and the metric
+        (``reply``: record_span.lua's, with the trace's dimension values and first-span flag)."""
+        span = record["span"]
+        cost = span.get("cost_usd")
+        dims = orjson.loads(reply[4]) if reply[4] else {}
+        pico = None if cost is None else to_pico(cost)
+        counts.add(span, record["started_ms"], pico, dims, first=int(reply[5]) == 1)
+        if cost is not None and self._on_cost is not None:
+            self._on_cost(span["upstream"], span.get("model"), cost)
+
+    async def _queue_sessions(self, pipe: Any, records: Sequence[SpanRecord]) -> list[SpanRecord]:
+        """implicit_session.lua for each call with a session and an input (regeneration across
+        the session's traces), after the batch's span commands; the records it was queued for."""
+        commands = [(r, session_command(r, self._regenerate_window_s, self._keys)) for r in records]
+        queued = [(record, command) for record, command in commands if command is not None]
+        if queued:
+            sha = await self._sha("implicit_session")
+            for _, (keys, args) in queued:
+                queue_script(pipe, sha, keys, *args)
+        return [record for record, _ in queued]
+
+    async def _queue_signals(self, pipe: Any, signals: list[Signal]) -> None:
+        """Count each signal once in its trace's hour; publish the ones recorded just now."""
+        if not signals:
+            return
+        sha = await self._sha("implicit_count")
+        for signal in signals:
+            queue_count(pipe, sha, self._keys, signal, self._retention_s)
+            if signal.new:
+                entry = [item for pair in stream_entry(signal).items() for item in pair]
+                pipe.execute_command("XADD", self._keys.events, b"MAXLEN", b"~",
+                                     str(EVENTS_MAXLEN), "*", *entry)  # fmt: skip
+
+    async def _mark_session_repeats(
+        self, found: list[tuple[SpanRecord, list[Any]]], now_ms: int
+    ) -> None:
+        """Record ``regenerated`` on the earlier span of another trace of the session (its
+        own slot), then index, count and publish it: only when a repeat was found."""
+        sha = await self._sha("mark_implicit")
+        index = self._keys.index("implicit", "regenerated")
+        pipe = self._client.pipeline(transaction=False)
+        for record, (trace_id, span_id, _, _) in found:
+            keys = self._keys.trace(trace_id.decode())
+            data = session_signal_json(record, now_ms)
+            queue_script(pipe, sha, (keys.trace, keys.span_feedback, keys.indexes),
+                         span_id.decode(), "regenerated", data, index)  # fmt: skip
+        signals, scored = [], []
+        for (record, hit), marked in zip(found, await pipe.execute(), strict=True):
+            if not marked:
+                continue  # the earlier trace expired meanwhile
+            trace_id, span_id, model, upstream = (part.decode() for part in hit)
+            created, data = int(marked[0]), session_signal_json(record, now_ms)
+            signals.append(Signal(trace_id, created, span_id, "regenerated", model, upstream,
+                                  data, new=int(marked[1]) == 1))  # fmt: skip
+            scored.append((trace_id, created, [index]))
+        after = self._client.pipeline(transaction=False)
+        await self._queue_signals(after, signals)
+        await self._score_indexes(scored, after)
 
     async def _score_indexes(
         self, scored: list[tuple[str, int, list[str]]], pipe: Any = None
@@ -277,7 +434,7 @@ class RedisStore:
         max_events = self._max_events if cap is None else cap
         for record in records:
             keys = self._keys.trace(record["trace_id"]).all()
-            args = merge_args(record, now_ms, self._retention_s, max_events, self._keys)
+            args = merge_args(record, now_ms, self._retention_s, max_events, self._keys, self._dims)
             queue_script(pipe, sha, keys, *args)
         results = [parse_result(raw) for raw in await pipe.execute()]
         await self._after_merge(records, results)
@@ -374,6 +531,9 @@ class RedisStore:
         bytes on the wire), with each argument list built once."""
         trace, span = record["trace"], record["span"]
         trace_id, span_id = trace["trace_id"], span["span_id"]
+        if "cost_usd" not in span:  # a replayed record may carry its price already
+            pricer = self._pricer
+            span["cost_usd"] = None if pricer is None else pricer.cost(span, record["started_ms"])
         span_json = orjson.dumps(span)
         attrs = trace.get("attributes") or {}
         tags = trace.get("tags") or []
@@ -390,6 +550,11 @@ class RedisStore:
             args += (key, orjson.dumps(value))
         args += tags
         args += indexes
+        cost, usage = span["cost_usd"], span.get("usage")
+        tokens = usage.get("total_tokens") if usage else None
+        args += ("" if cost is None else to_pico(cost), "" if tokens is None else tokens)
+        args += (len(self._dims), *self._dims)
+        args += span_args(record, self._window_ms, self._implicit_prefix, int(now_ms))
         pipe.execute_command(*args)
         pipe.execute_command(*self._xadd_span, trace_id, "span_id", span_id, "data", span_json)
 
@@ -406,6 +571,8 @@ class RedisStore:
                 keys.append(f"{prefix[dimension]}{value}")
         tag = prefix["tag"]
         keys += [f"{tag}{value}" for value in trace.get("tags") or () if value]
+        if any(signal["signal"] == "stopped" for signal in span.get("implicit") or ()):
+            keys.append(self._stopped_index)
         return keys
 
     async def models_of(self, trace_id: str) -> set[str]:
@@ -428,8 +595,10 @@ class RedisStore:
         pipe.hgetall(keys.feedback)
         pipe.zrange(keys.feedback_order, 0, -1)
         pipe.hgetall(keys.span_feedback)
+        pipe.hvals(keys.scores)
         try:
-            trace, spans, attrs, tags, models, events, order, span_fb = await pipe.execute()
+            raw_reply = await pipe.execute()
+            trace, spans, attrs, tags, models, events, order, span_fb, scores = raw_reply
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         if not trace:
@@ -437,6 +606,7 @@ class RedisStore:
         raw = {
             "trace": trace, "spans": spans, "attributes": attrs, "tags": tags, "models": models,
             "feedback": [events.get(key) for key in order], "span_feedback": span_fb,
+            "scores": scores,
         }  # fmt: skip
         return assemble_trace(raw)
 

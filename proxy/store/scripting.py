@@ -21,8 +21,15 @@ def _lua(name: str) -> str:
 SCRIPTS = {
     "record_span": _lua("stats_state") + _lua("record_span"),
     "merge_feedback": _lua("stats_state") + _lua("merge_feedback"),
-    "stats_apply": _lua("stats_apply"),
+    "stats_apply": _lua("stats_dimensions") + _lua("stats_apply"),
+    "stats_calls": _lua("stats_dimensions") + _lua("stats_calls"),
     "set_annotation": _lua("set_annotation"),
+    "merge_score": _lua("merge_score"),
+    "score_pair_apply": _lua("score_pair_apply"),
+    "agreement_read": _lua("agreement_read"),
+    "implicit_session": _lua("implicit_session"),
+    "mark_implicit": _lua("mark_implicit"),
+    "implicit_count": _lua("implicit_count"),
 }
 
 

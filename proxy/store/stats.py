@@ -30,7 +30,11 @@ HOUR_MS = 3_600_000
 BUCKET_MS = {"hour": HOUR_MS, "day": 24 * HOUR_MS}
 MAX_HOURS = 10_000  # a query reads at most this many hourly counters (416 days)
 GROUP_DIMENSIONS = ("model", "upstream")
-_METRICS = ("positive", "negative", "rating_count", "rating_milli")
+ATTRIBUTE_GROUP = "attributes."  # group_by=attributes.<key>, for the keys of [stats] dimensions
+DIMENSION_LIMIT = 100  # distinct values per dimension key and hour; the rest under "(other)"
+OTHER = "(other)"
+_METRICS = ("positive", "negative", "rating_count", "rating_milli", "calls", "cost_pusd")
+IMPLICIT_METRICS = ("regenerated", "stopped")
 
 
 def hour_of(ms: int) -> int:
@@ -46,12 +50,17 @@ def queue_stats(
     hour = hour_of(int(decoded["c"]))
     moves: list[tuple[int, bytes]] = [(hour, state)]
     if decoded.get("from") and hour_of(int(decoded["from"])) != hour:
-        removal = {"v": decoded["v"], "vote": False, "rating": False, "models": [], "upstreams": []}
+        removal = {"v": decoded["v"], "vote": False, "rating": False, "models": [],
+                   "upstreams": [], "dims": {}}  # fmt: skip
         moves.append((hour_of(int(decoded["from"])), orjson.dumps(removal)))
     for bucket, payload in moves:
         expire_at = (bucket + HOUR_MS) // 1000 + retention_s
-        counts, traces = keys.stats_counts(bucket), keys.stats_contributions(bucket)
-        queue_script(pipe, sha, (counts, traces), trace_id, payload, expire_at)
+        hour_keys = (
+            keys.stats_counts(bucket),
+            keys.stats_contributions(bucket),
+            keys.stats_dimension_values(bucket),
+        )
+        queue_script(pipe, sha, hour_keys, trace_id, payload, expire_at, DIMENSION_LIMIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +68,7 @@ class StatsQuery:
     bucket: str  # "hour" or "day" (UTC)
     since_ms: int  # the first bucket is the one holding since
     until_ms: int  # inclusive
-    group_by: str | None = None  # "model", "upstream" or None
+    group_by: str | None = None  # "model", "upstream", "attributes.<key>" or None
 
     def starts(self) -> list[int]:
         step = BUCKET_MS[self.bucket]
@@ -76,12 +85,12 @@ class FeedbackStats:
 
     async def query(self, query: StatsQuery) -> list[dict[str, Any]]:
         """One row per bucket (per group with ``group_by``): traces, positive, negative,
-        rating_count, rating_average. Ungrouped, every bucket is listed (zeros included);
-        grouped, only groups with traces or feedback in the bucket."""
+        rating_count, rating_average, calls, cost_usd. Ungrouped, every bucket is listed
+        (zeros included); grouped, only groups with traces, feedback or calls in it."""
         try:
             counts = await self._counts(query)
             groups = await self._groups(query, counts)
-            traces = await self._traces(query, groups)
+            traces = await self._traces(query, groups, counts)
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         rows = []
@@ -109,19 +118,30 @@ class FeedbackStats:
 
     async def _groups(self, query: StatsQuery, counts: dict[int, dict[str, int]]) -> list[str]:
         """The group values to report: ``""`` ungrouped, else every value the dimension's
-        indexes have plus any the counters name."""
+        indexes have plus any the counters name (an attribute dimension: only these)."""
         if query.group_by is None:
             return [""]
-        values: Any = await self._client.smembers(self._keys.dimension_values(query.group_by))
-        groups = {value.decode("utf-8", "replace") for value in values}
+        groups: set[str] = set()
+        if not query.group_by.startswith(ATTRIBUTE_GROUP):
+            values: Any = await self._client.smembers(self._keys.dimension_values(query.group_by))
+            groups = {value.decode("utf-8", "replace") for value in values}
         prefix = f"{query.group_by}\x1f"
         for fields in counts.values():
             groups.update(field.split("\x1f")[1] for field in fields if field.startswith(prefix))
         return sorted(groups)
 
-    async def _traces(self, query: StatsQuery, groups: Sequence[str]) -> dict[tuple[int, str], int]:
-        """Traces created per bucket (and group): ``ZCOUNT`` of the matching index."""
+    async def _traces(
+        self, query: StatsQuery, groups: Sequence[str], counts: dict[int, dict[str, int]]
+    ) -> dict[tuple[int, str], int]:
+        """Traces created per bucket (and group): ``ZCOUNT`` of the matching index; for an
+        attribute dimension, the ``traces`` counter its first spans kept (span_stats)."""
         step = BUCKET_MS[query.bucket]
+        if query.group_by is not None and query.group_by.startswith(ATTRIBUTE_GROUP):
+            return {
+                (start, group): counts[start].get(f"{query.group_by}\x1f{group}\x1ftraces", 0)
+                for start in query.starts()
+                for group in groups
+            }
         pipe = self._client.pipeline(transaction=False)
         cells = [(start, group) for start in query.starts() for group in groups]
         for start, group in cells:
@@ -134,7 +154,7 @@ def _row(
     start: int, group_by: str | None, group: str, traces: int, counts: dict[str, int]
 ) -> dict[str, Any]:
     dimension = f"{group_by}\x1f{group}" if group_by else "all\x1f"
-    positive, negative, rating_count, rating_milli = (
+    positive, negative, rating_count, rating_milli, calls, cost_pusd = (
         counts.get(f"{dimension}\x1f{metric}", 0) for metric in _METRICS
     )
     row: dict[str, Any] = {"bucket_start": iso_from_ms(start)}
@@ -146,9 +166,14 @@ def _row(
         negative=negative,
         rating_count=rating_count,
         rating_average=round(rating_milli / 1000 / rating_count, 4) if rating_count else None,
+        calls=calls,
+        cost_usd=round(cost_pusd / 1e12, 12),
     )
+    # Implicit signals (docs/reference.md §12), counted by implicit_count.lua.
+    row.update({signal: counts.get(f"{dimension}\x1f{signal}", 0) for signal in IMPLICIT_METRICS})
     return row
 
 
 def _has_data(row: dict[str, Any]) -> bool:
-    return bool(row["traces"] or row["positive"] or row["negative"] or row["rating_count"])
+    return bool(row["traces"] or row["positive"] or row["negative"] or row["rating_count"]
+                or row["calls"]) or any(row[signal] for signal in IMPLICIT_METRICS)  # fmt: skip

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from proxy.store.errors import REDIS_FAILURES, unavailable
@@ -72,6 +74,7 @@ class TraceQuery:
         try:
             driver = await self._driver(query)
             walk = _Walk(self, query, driver, limit, self._upstream_index(query, driver))
+            walk.implicit_index = self._implicit_index(query, driver)
             return await walk.run(start_position(query, cursor))
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
@@ -83,6 +86,14 @@ class TraceQuery:
         if query.upstream is None:
             return None
         index = self._keys.index("upstream", query.upstream)
+        return None if index == driver else index
+
+    def _implicit_index(self, query: TraceFilter, driver: str) -> str | None:
+        """Implicit signals are checked like upstreams: by membership of their index (a signal
+        is never taken back, so an entry only goes stale when its trace expires)."""
+        if query.implicit is None:
+            return None
+        index = self._keys.index("implicit", query.implicit)
         return None if index == driver else index
 
     async def _driver(self, query: TraceFilter) -> str:
@@ -114,11 +125,46 @@ class TraceQuery:
         return [(member.decode(), float(score)) for member, score in raw]
 
     async def read_records(
-        self, members: Sequence[str], upstream_index: str | None
+        self,
+        members: Sequence[str],
+        upstream_index: str | None,
+        implicit_index: str | None = None,
+        with_scores: bool = False,
     ) -> list[Candidate | None]:
         """Each member's record (None when gone), in one pipeline."""
         if not members:
             return []
+        records = await self._read_records(members, upstream_index)
+        signals = await self._read_signals(members, implicit_index, with_scores)
+        return [
+            replace(hit, **extra) if hit is not None and extra else hit
+            for hit, extra in zip(records, signals, strict=True)
+        ]
+
+    async def _read_signals(
+        self, members: Sequence[str], implicit_index: str | None, with_scores: bool
+    ) -> list[dict[str, Any]]:
+        """What the score and implicit filters check, per member; no round trip without them."""
+        extras: list[dict[str, Any]] = [{} for _ in members]
+        if implicit_index is None and not with_scores:
+            return extras
+        pipe = self._client.pipeline(transaction=False)
+        if implicit_index is not None:
+            pipe.zmscore(implicit_index, list(members))
+        for member in members if with_scores else ():
+            pipe.hvals(self._keys.trace(member).scores)
+        raw = await pipe.execute()
+        if implicit_index is not None:
+            for extra, score in zip(extras, raw.pop(0), strict=True):
+                extra["in_implicit"] = score is not None
+        for extra, values in zip(extras, raw, strict=True):
+            scores = [orjson.loads(value) for value in values]
+            extra["scores"] = frozenset((s["name"], s.get("label")) for s in scores)
+        return extras
+
+    async def _read_records(
+        self, members: Sequence[str], upstream_index: str | None
+    ) -> list[Candidate | None]:
         pipe = self._client.pipeline(transaction=False)
         for member in members:
             keys = self._keys.trace(member)
@@ -150,6 +196,7 @@ class _Walk:
     ) -> None:
         self.store, self.query, self.driver, self.limit = store, query, driver, limit
         self.upstream_index = upstream_index
+        self.implicit_index: str | None = None
         self.floor = -math.inf if query.since_ms is None else query.since_ms
         self.found: list[dict[str, Any]] = []
 
@@ -179,7 +226,12 @@ class _Walk:
         fresh = [
             i for i, (member, score) in enumerate(items) if sorts_after(position, member, score)
         ]
-        records = await self.store.read_records([items[i][0] for i in fresh], self.upstream_index)
+        records = await self.store.read_records(
+            [items[i][0] for i in fresh],
+            self.upstream_index,
+            self.implicit_index,
+            self.query.needs_scores,
+        )
         by_index = dict(zip(fresh, records, strict=True))
         for index, reached in enumerate(after):
             hit = by_index.get(index)

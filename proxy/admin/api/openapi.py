@@ -78,6 +78,9 @@ def _path_param(name: str, description: str, pattern: str = _ID_PATTERN) -> dict
     }
 
 
+_GROUP_BY = "^(" + "|".join(GROUP_DIMENSIONS) + r"|attributes\..+)$"
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -306,6 +309,25 @@ def _paths(schemas: dict[str, Any]) -> dict[str, Any]:
                 tag="datasets",
             ),
         },
+        "/api/traces/{trace_id}/scores": {
+            "parameters": [trace_id],
+            "post": _op(
+                "Add an evaluator score to the trace (the same score_id replaces it).",
+                _json(_ref("PatchResult"), "Applied or queued."),
+                ("400", "401", "404", "413", "503"),
+                body={"schema": _ref("ScoreBody")},
+                tag="scores",
+            ),
+        },
+        "/api/stats/agreement": {
+            "get": _op(
+                "How an evaluator score agrees with the users' votes and ratings.",
+                _json(_ref("Agreement"), "Confusion matrix, agreement, kappa, correlations."),
+                ("400", "401", "503"),
+                _agreement_params(schemas),
+                tag="stats",
+            )
+        },
         "/api/stats/feedback": {
             "get": _op(
                 "Traces, votes and ratings per UTC hour or day, overall or per model/upstream.",
@@ -325,8 +347,23 @@ def _stats_params(schemas: dict[str, Any]) -> list[dict[str, Any]]:
         _query("bucket", {"type": "string", "enum": list(BUCKET_MS), "default": "day"}, "UTC."),
         _query("since", moment, _described(since, moment, schemas)),
         _query("until", moment, _described(until, moment, schemas)),
-        _query("group_by", {"type": "string", "enum": list(GROUP_DIMENSIONS)},
-               "One row per value of the dimension; a trace counts under each it used."),
+        _query("group_by", {"type": "string", "pattern": _GROUP_BY},
+               "One row per value of the dimension; a trace counts under each it used. "
+               "`attributes.<key>`: per value of a trace attribute listed in [stats] "
+               "dimensions (at most 100 values per hour, the rest as `(other)`); any other "
+               "key is a 400."),
+    ]  # fmt: skip
+
+
+def _agreement_params(schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    moment = _ref("Moment")
+    name = schemas["ScoreBody"]["properties"]["name"]
+    return [
+        {**_query("score", name, "The score name to compare."), "required": True},
+        _query("since", moment, _described("Default: 30 days before until.", moment, schemas)),
+        _query("until", moment, _described("Default: now.", moment, schemas)),
+        _query("threshold", {"type": "number", "default": 0.5},
+               "A score with only a value passes at or above it."),
     ]  # fmt: skip
 
 

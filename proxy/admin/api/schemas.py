@@ -25,7 +25,9 @@ from proxy.core.ids import ID_PATTERN
 from proxy.core.records import (
     DatasetRow,
     FeedbackEvent,
+    ImplicitSignal,
     Output,
+    Score,
     Span,
     Trace,
     TraceSummary,
@@ -33,6 +35,7 @@ from proxy.core.records import (
 )
 from proxy.core.tags import MAX_TAG_CHARS, MAX_TAGS
 from proxy.datasets.columns import COLUMN_NAME, MAX_COLUMNS
+from proxy.feedback import scores
 from proxy.store.stats import BUCKET_MS, GROUP_DIMENSIONS
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -138,8 +141,9 @@ class RowPage(TypedDict):
 
 
 class StatsBucket(TypedDict):
-    """Ungrouped: every bucket of the range; grouped: the groups with traces or feedback in
-    it (and a model or upstream property naming the group)."""
+    """Ungrouped: every bucket of the range; grouped: the groups with traces, feedback or calls
+    in it (and a property named as group_by naming the group: model, upstream or
+    attributes.<key>)."""
 
     bucket_start: Timestamp
     model: NotRequired[str]
@@ -149,11 +153,21 @@ class StatsBucket(TypedDict):
     negative: Annotated[int, Field(description="Of those, voted negative now.")]
     rating_count: int
     rating_average: float | None
+    regenerated: Annotated[int, Field(description="Spans asked again with the same input.")]
+    stopped: Annotated[int, Field(description="Streams the client closed before their end.")]
+    calls: Annotated[int, Field(description="Proxied calls (spans) started in the bucket.")]
+    cost_usd: Annotated[float, Field(description="Their summed cost where it is known, USD.")]
 
 
 class FeedbackStats(TypedDict):
     bucket: Annotated[str, _enum(BUCKET_MS)]
-    group_by: Annotated[str | None, _enum([*GROUP_DIMENSIONS, None])]
+    group_by: Annotated[
+        str | None,
+        Field(
+            pattern="^(" + "|".join(GROUP_DIMENSIONS) + r"|attributes\..+)$",
+            description="model, upstream, attributes.<key> (a [stats] dimension) or null.",
+        ),
+    ]
     since: Timestamp
     until: Timestamp
     buckets: list[StatsBucket]
@@ -208,6 +222,7 @@ class PatchOperations(TypedDict, total=False):
 
 
 _Rating = Annotated[float, Field(ge=1, le=5)]
+ScoreName = Annotated[str, Field(pattern=f"^{scores.NAME_PATTERN.pattern}$")]
 
 
 @with_config(_CLOSED)
@@ -238,6 +253,65 @@ class TraceFilter(TypedDict, total=False):
     user_id: Annotated[str, _text(128, "User ID.")]
     since: Annotated[Moment, Field(description="Created at or after.")]
     until: Annotated[Moment, Field(description="Created at or before.")]
+    cost_min: Annotated[float, Field(ge=0, description="Lowest trace cost_usd (inclusive).")]
+    cost_max: Annotated[float, Field(ge=0, description="Highest trace cost_usd (inclusive).")]
+    score: Annotated[ScoreName, Field(description="Has an evaluator score of this name.")]
+    score_label: Annotated[
+        str, Field(description="<name>:<label>: has a score of that name with that label.")
+    ]
+    implicit: Annotated[
+        str,
+        _enum(sorted(params.IMPLICIT_SIGNALS)),
+        Field(description="A span of the trace has this implicit signal."),
+    ]
+
+
+@with_config(_CLOSED)
+class ScoreBody(TypedDict):
+    """An evaluator score; at least one of value and label. The same score_id replaces."""
+
+    name: ScoreName
+    value: NotRequired[Annotated[float | None, Field(description="A finite number.")]]
+    label: NotRequired[
+        Annotated[str | None, Field(description="A token: " + scores.LABEL_RULE + ".")]
+    ]
+    explanation: NotRequired[Annotated[str | None, Field(max_length=scores.MAX_EXPLANATION_CHARS)]]
+    span_id: NotRequired[Id | None]
+    score_id: NotRequired[Id | None]
+
+
+# "pass" is a Python keyword: the functional form can name the field.
+AgreementRow = TypedDict("AgreementRow", {"pass": int, "fail": int})
+_Ratio = Annotated[float | None, Field(ge=0, le=1)]
+_Interval = Annotated[list[float] | None, Field(min_length=2, max_length=2)]
+
+
+class AgreementMatrix(TypedDict):
+    positive: AgreementRow
+    negative: AgreementRow
+
+
+class RatingCorrelation(TypedDict):
+    n: Annotated[int, Field(ge=0)]
+    pearson: Annotated[float | None, Field(ge=-1, le=1)]
+    spearman: Annotated[float | None, Field(ge=-1, le=1)]
+
+
+class Agreement(TypedDict):
+    """The evaluator score against the user's vote over the traces that have both; every
+    figure is null when it cannot be computed (n = 0, no variance), never 0."""
+
+    score: ScoreName
+    n: Annotated[int, Field(ge=0, description="Traces with both a vote and the score.")]
+    matrix: AgreementMatrix
+    agreement: _Ratio
+    agreement_ci: Annotated[_Interval, Field(description="95 % Wilson interval.")]
+    cohen_kappa: Annotated[float | None, Field(ge=-1, le=1)]
+    cohen_kappa_ci: Annotated[_Interval, Field(description="95 %, large-sample error.")]
+    negative_precision: Annotated[_Ratio, Field(description="Of the fails, voted negative.")]
+    negative_recall: Annotated[_Ratio, Field(description="Of the negatives, failed.")]
+    ratings: RatingCorrelation
+    warnings: list[str]
 
 
 @with_config(_CLOSED)
@@ -265,6 +339,7 @@ COMPONENTS: tuple[Any, ...] = (
     Trace, TraceList, PatchFlat, PatchOperations, PatchResult, DatasetList, AddRowsByIds,
     ColumnMapping, AddRowsByFilter, TraceFilter, AddRowsResult, DatasetRow, RowPage, RowPatch,
     FeedbackStats, StatsBucket, RowDeleted, DatasetDeleted,
+    Score, ImplicitSignal, ScoreBody, Agreement,
 )  # fmt: skip
 
 # What the record types cannot say without pydantic in proxy.core: formats, enums, bounds and
@@ -275,6 +350,8 @@ _TRACE_DETAILS: dict[str, dict[str, Any]] = {
     "updated_at": {"format": "date-time"},
     "annotation_status": {"enum": [*ANNOTATION_STATUSES, None]},
     "span_count": {"minimum": 0},
+    "cost_usd": {"description": "USD, summed over the spans with a known cost; else null."},
+    "total_tokens": {"description": "Summed over the spans with known total tokens; else null."},
 }
 RECORD_DETAILS: dict[str, dict[str, dict[str, Any]]] = {
     "Span": {
@@ -284,7 +361,10 @@ RECORD_DETAILS: dict[str, dict[str, dict[str, Any]]] = {
         "input": {"description": "Captured request input (may be off or capped)."},
         "output": {"description": "Captured output: text and tool_calls."},
         "error": {"description": "Upstream or transport error, else null."},
+        "cost_usd": {"description": "USD from genai-prices; null when model or usage is unknown."},
     },
+    "Score": {"created_at": {"format": "date-time"}, "source": {"enum": ["api"]}},
+    "ImplicitSignal": {"at": {"format": "date-time"}},
     "FeedbackEvent": {
         "received_at": {"format": "date-time"},
         "source": {"enum": ["header", "route", "api"]},

@@ -3,7 +3,8 @@
 Request: ``messages``, ``system`` and ``tools`` are the input. JSON response: ``text`` blocks are
 the text, ``tool_use`` blocks the tool calls (``{id, name, input}``), ``stop_reason`` the finish
 reason, usage ``input_tokens``/``output_tokens`` with ``total_tokens`` their sum only when both
-are known (cache counts stay in ``raw_usage``, which is the provider's object).
+are known (both count uncached tokens only); ``cache_read_input_tokens`` and
+``cache_creation_input_tokens`` are the cache counts. ``raw_usage`` is the provider's object.
 
 Stream: ``message_start`` gives the model and the input tokens; its ``output_tokens`` is a
 placeholder and is not used. ``content_block_start``/``content_block_delta`` build the blocks:
@@ -113,7 +114,13 @@ class MessagesResponseParser:
     def result(self) -> ParsedResponse:
         usage = None
         if self._raw_usage is not None:
-            usage = Usage(self._input_tokens, self._output_tokens, self._total_tokens())
+            usage = Usage(
+                self._input_tokens,
+                self._output_tokens,
+                self._total_tokens(),
+                cache_read_tokens=get_int(self._raw_usage, "cache_read_input_tokens"),
+                cache_write_tokens=get_int(self._raw_usage, "cache_creation_input_tokens"),
+            )
         drafts = [self._tool_drafts[index].as_json() for index in sorted(self._tool_drafts)]
         truncated = self._text.truncated or any(
             d.partial_json.truncated for d in self._tool_drafts.values()

@@ -22,6 +22,10 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
+    # Prompt tokens served from (or written to) the provider's prompt cache, as it reported
+    # them: OpenAI counts cached tokens inside ``input_tokens``, Anthropic beside them.
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 @dataclass(slots=True)

@@ -82,13 +82,17 @@ def error_text(value: Any) -> str | None:
 
 
 def usage_from(raw: JSON | None, input_key: str, output_key: str) -> Usage | None:
-    """Counts as reported, ``total_tokens`` included; ``None`` when there is no usage object."""
+    """Counts as reported, ``total_tokens`` included; ``None`` when there is no usage object.
+
+    OpenAI's cached prompt tokens are ``<input_key>_details.cached_tokens`` (chat and
+    completions: ``prompt_tokens_details``; Responses: ``input_tokens_details``)."""
     if raw is None:
         return None
     return Usage(
         input_tokens=get_int(raw, input_key),
         output_tokens=get_int(raw, output_key),
         total_tokens=get_int(raw, "total_tokens"),
+        cache_read_tokens=get_int(get_dict(raw, f"{input_key}_details"), "cached_tokens"),
     )
 
 

@@ -9,7 +9,8 @@
 --       9 N attribute pairs, 10 M tags, 11 D deleted attribute keys, 12 E deleted tags,
 --       13 I index key names, 14 the annotation index name prefix, 15 the event's received_at,
 --       16 the upstream index name prefix, 17 the tag index name prefix,
---       then N key / JSON value pairs, M tags, D keys, E tags, I index key names.
+--       then N key / JSON value pairs, M tags, D keys, E tags, I index key names, then the
+--       number of [stats] dimension keys and the keys (stats_state.lua).
 -- Returns {status, created_ms, annotation_status, previous event JSON or false, stats state
 -- JSON or false (stats_state.lua), {trace tags this event removed}, index key names to score
 -- at created_ms...}; a removed tag's index name leaves the trace's set of index names here,
@@ -25,6 +26,9 @@ local first_name = 18 + 2 * n + m + d + e
 local names = {}
 local removed = {}  -- trace-level tags this event took away
 for i = first_name, first_name + tonumber(ARGV[13]) - 1 do names[#names + 1] = ARGV[i] end
+local first_dim = first_name + tonumber(ARGV[13]) + 1
+local dims = {}
+for i = first_dim, first_dim + tonumber(ARGV[first_dim - 1]) - 1 do dims[#dims + 1] = ARGV[i] end
 
 local function finish(status, previous)
   local created = redis.call('HGET', trace, 'created_ms')
@@ -37,7 +41,7 @@ local function finish(status, previous)
     local expire_at = math.floor(tonumber(created) / 1000) + tonumber(ARGV[5])
     for _, k in ipairs(KEYS) do redis.call('EXPIREAT', k, expire_at) end
   end
-  local stats = stats_state(trace, attrs, KEYS[5], indexes, ARGV[16], status ~= 3, nil)
+  local stats = stats_state(trace, attrs, KEYS[5], indexes, ARGV[16], status ~= 3, nil, dims)
   local result = {status, created or 0, annotation or false, previous or false, stats, removed}
   for _, name in ipairs(names) do result[#result + 1] = name end
   return result

@@ -3,7 +3,28 @@
 -- false when the trace never had a vote or a rating (it contributes nothing but its count,
 -- which the indexes give). ``bump`` gives the state a new version: stats_apply.lua keeps the
 -- highest version it has seen, so replays and out-of-order applies never count twice.
-local function stats_state(trace, attrs, models, indexes, upstream_prefix, bump, previous_created)
+-- ``dims`` lists the [stats] dimension keys: the state carries the trace's current value of
+-- each it has (dimension_values), so the counters follow a changed value like a changed vote.
+local function dimension_value(raw)
+  if raw == nil or raw == false then return nil end
+  local value = raw
+  if string.sub(raw, 1, 1) == '"' then value = cjson.decode(raw) end
+  value = string.gsub(string.sub(value, 1, 256), '\31', ' ')
+  if value == '' then return nil end
+  return value
+end
+
+local function dimension_values(attrs, dims)
+  local values = {}
+  for _, key in ipairs(dims or {}) do
+    local value = dimension_value(redis.call('HGET', attrs, key))
+    if value then values[key] = value end
+  end
+  return values
+end
+
+local function stats_state(trace, attrs, models, indexes, upstream_prefix, bump, previous_created,
+                           dims)
   local vote = redis.call('HGET', attrs, 'user_feedback')
   local rating = redis.call('HGET', attrs, 'user_feedback_rating')
   local version = redis.call('HGET', trace, 'stats_v')
@@ -23,5 +44,6 @@ local function stats_state(trace, attrs, models, indexes, upstream_prefix, bump,
     rating = rating and cjson.decode(rating) or false,
     models = redis.call('SMEMBERS', models),
     upstreams = upstreams,
+    dims = dimension_values(attrs, dims),
   })
 end

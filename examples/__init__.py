@@ -1,0 +1,1 @@
+"""Runnable examples (not installed with the package): ``python -m examples.chat``."""

@@ -102,6 +102,9 @@ class ImplicitSettings:
 
     enabled: bool = True
     regenerate_window_seconds: int = 600
+
+
+@dataclass(frozen=True, slots=True)
 class StatsSettings:
     """Trace attribute keys whose values the stats count feedback, calls and cost by."""
 

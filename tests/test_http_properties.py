@@ -1,5 +1,5 @@
-"""Properties of the real listeners under generated input: POST /feedback bodies, admin PATCH
-and dataset bodies, admin query strings, and proxied calls with arbitrary header bytes.
+"""Properties of the real listeners under generated input: POST /feedback bodies, admin PATCH,
+dataset and score bodies, admin query strings, and proxied calls with arbitrary header bytes.
 
 Never a 500; every refusal is a JSON error; a refused request changes nothing (no feedback
 event, no trace change, no row, nothing forwarded, no span); an accepted one reads back as sent.
@@ -236,6 +236,57 @@ async def test_dataset_bodies_never_fail_and_refusals_add_nothing(
         assert run(call(http, "GET", add))[1] == before
 
     await asyncio.to_thread(check)
+
+
+async def test_score_bodies_never_fail_refusals_store_nothing_and_valid_ones_read_back(
+    literal: RunningProxy, http: aiohttp.ClientSession
+) -> None:
+    """POST /api/traces/{id}/scores with any body: 200 or a 4xx; after a 4xx the trace's
+    scores are as they were; after a 200 the score reads back with the values sent."""
+    run = in_thread(asyncio.get_running_loop())
+    url = f"{literal.admin_url}/api/traces/hp-trace/scores"
+    numbers = itertools.count()
+    accepted: list[str] = []
+    valid = st.fixed_dictionaries(
+        {"name": st.from_regex(r"[a-z][a-z0-9_.\-]{0,20}", fullmatch=True),
+         "value": st.floats(-1e6, 1e6, allow_nan=False), "explanation": texts},
+        optional={"label": st.from_regex(r"[a-z][a-z0-9_.\-]{0,10}", fullmatch=True)})
+    bodies = raw_body | st.fixed_dictionaries({}, optional={
+        "name": json_value | st.just("judge"), "value": json_value, "label": json_value,
+        "explanation": json_value, "score_id": json_value}).map(orjson.dumps)  # fmt: skip
+
+    @examples(100)
+    @given(bodies | valid.map(orjson.dumps))
+    def check(body: bytes) -> None:
+        sent = orjson.loads(body) if body[:1] == b"{" and _json(body) else None
+        score_id = f"sc-{next(numbers)}"
+        if isinstance(sent, dict) and "score_id" not in sent:
+            sent["score_id"] = score_id
+            body = orjson.dumps(sent)
+        before = run(trace_of(http, literal.admin_url, "hp-trace"))["scores"]
+        status, answer = run(status_and_json(http, "POST", url, body))
+        after = run(trace_of(http, literal.admin_url, "hp-trace"))["scores"]
+        if status != 200:
+            assert_refusal(status, answer)
+            assert after == before
+            return
+        assert isinstance(sent, dict)
+        (stored,) = [s for s in after if s["score_id"] == sent["score_id"]]
+        for key in ("name", "value", "explanation"):
+            if sent.get(key) is not None:
+                assert stored[key] == sent[key], key
+        accepted.append(sent["score_id"])
+
+    await asyncio.to_thread(check)
+    assert accepted, "no generated score was valid: the round trip went untested"
+
+
+def _json(body: bytes) -> bool:
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- proxied calls

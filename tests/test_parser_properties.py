@@ -1,5 +1,6 @@
 """Properties of every pure parser of untrusted input: feedback headers and JSON attributes,
-trace headers and their three dialects, admin query parameters, PATCH and dataset bodies.
+trace headers and their three dialects, admin query parameters, PATCH, dataset and score
+bodies.
 
 Whatever arrives, a parser returns a value or raises the one 400 error of its family
 (``BadRequest``), never anything else (which would be a 500 with a traceback); what it accepts
@@ -27,6 +28,7 @@ from proxy.feedback.parse import (
     parse_feedback_headers,
     validate_attributes,
 )
+from proxy.feedback.scores import parse_score
 from proxy.tracing.context import CONSUMED_HEADERS, parse_trace_context
 from tests.properties import examples
 
@@ -215,3 +217,18 @@ def test_dataset_row_queries_parse_or_are_a_400(params: dict[str, str]) -> None:
     """GET rows parameters: parsed, or a BadRequest."""
     with contextlib.suppress(BadRequest):
         parse_row_query(params)
+
+
+score_names = st.from_regex(r"[a-z0-9_.\-]{1,64}", fullmatch=True)
+
+
+@examples(200)
+@given(json_value | st.fixed_dictionaries({}, optional={
+    "name": score_names | json_value, "value": json_value | st.floats(0, 1),
+    "label": st.sampled_from(["pass", "FAIL", "x y", ""]) | json_value,
+    "explanation": json_value, "span_id": json_value, "score_id": json_value, "extra": json_value}))
+def test_score_bodies_parse_or_are_a_400(body: Any) -> None:
+    """Any POST /api/traces/{id}/scores body: the validated fields or a BadRequest naming one."""
+    fields, error = parsed_or_400(parse_score, body)
+    if error is None:
+        assert fields["value"] is not None or fields["label"] is not None

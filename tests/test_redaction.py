@@ -288,11 +288,21 @@ def test_a_feedback_record_has_its_comment_redacted() -> None:
     assert record["event"]["redacted"] == {"email": 1}  # fmt: skip
 
 
-def test_other_record_kinds_have_explanations_redacted() -> None:
-    """A score (or any future kind): strings under explanation or comment keys."""
-    record = {"kind": "score", "score": {"name": "judge", "explanation": "user a@b.io was rude"}}
+def test_a_score_record_has_its_explanation_redacted() -> None:
+    """An evaluator score: the explanation is redacted, counted in the score; name, value and
+    label stay."""
+    score = {"name": "judge", "value": 0.1, "label": "fail", "explanation": "a@b.io was rude"}
+    record = {"kind": "score", "trace_id": "t", "score": dict(score)}
     redact_record(Redactor(("email",)), record)
-    assert record["score"]["explanation"] == "user [REDACTED:email] was rude"
+    assert record["score"] == {**score, "explanation": "[REDACTED:email] was rude",
+                               "redacted": {"email": 1}}  # fmt: skip
+
+
+def test_other_record_kinds_have_explanations_and_comments_redacted() -> None:
+    """A record kind added later: strings under explanation or comment keys, at any depth."""
+    record = {"kind": "verdict", "verdict": {"comment": "a@b.io", "who": "a@b.io"}}
+    redact_record(Redactor(("email",)), record)
+    assert record["verdict"] == {"comment": "[REDACTED:email]", "who": "a@b.io"}
     assert record["redacted"] == {"email": 1}
 
 

@@ -132,6 +132,25 @@ async def test_feedback_comments_are_redacted_on_every_door(
     assert KEY.encode() not in dump
 
 
+async def test_score_explanations_are_redacted(
+    start: StartProxy, http: aiohttp.ClientSession, redis_client: aioredis.Redis, key_prefix: str
+) -> None:
+    """An evaluator's explanation is stored redacted, with its counts; name and value stay."""
+    proxy = await start(**{"capture.redact.kinds": ["email", "secret"]})
+    await post_chat(http, proxy, "red-score", chat_body("gpt-4o-mini", "hello"))
+    await wait_for_trace(http, proxy.admin_url, "red-score")
+    body = {"name": "judge", "value": 0.1, "explanation": f"leaked {KEY} to {EMAIL}"}
+    status, _ = await call(http, "POST", f"{proxy.admin_url}/api/traces/red-score/scores", body)
+    assert status == 200
+    (score,) = (await wait_for_trace(http, proxy.admin_url, "red-score"))["scores"]
+    assert score["explanation"] == "leaked [REDACTED:secret] to [REDACTED:email]"
+    assert score["redacted"] == {"secret": 1, "email": 1}
+    assert (score["name"], score["value"]) == ("judge", 0.1)
+    dump = await redis_dump(redis_client, key_prefix)
+    assert EMAIL.encode() not in dump
+    assert KEY.encode() not in dump
+
+
 async def test_hash_mode_keeps_one_value_one_token_across_spans(
     start: StartProxy, http: aiohttp.ClientSession
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -41,3 +42,23 @@ async def text_of(http: aiohttp.ClientSession, url: str, **params: Any) -> tuple
 def rows_url(admin: RunningProxy, name: str = "regressions") -> str:
     """The admin API's rows of dataset ``name``."""
     return f"{admin.admin_url}/api/datasets/{name}/rows"
+
+
+async def raw_call(port: int, headers: list[tuple[bytes, bytes]], trace_id: str) -> int:
+    """One chat call to the proxy on ``port`` written byte for byte (header values need not be
+    UTF-8, which aiohttp's client would refuse to send); its status."""
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    lines = [b"POST /openai/v1/chat/completions HTTP/1.1", b"Host: 127.0.0.1",
+             b"Content-Type: application/json", b"Connection: close",
+             b"Content-Length: " + str(len(body)).encode(), b"X-Trace-Id: " + trace_id.encode()]
+    lines += [name + b": " + value for name, value in headers]  # fmt: skip
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(status_line.split()[1])

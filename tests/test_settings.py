@@ -101,6 +101,13 @@ def test_default_config_file_is_used_from_cwd(tmp_path: Path) -> None:
 
 
 def _same_value(documented: Any, default: Any) -> bool:
+    if dataclasses.is_dataclass(default):  # a sub-table such as [capture.redact]
+        names = {f.name for f in dataclasses.fields(default)}
+        return (
+            isinstance(documented, dict)
+            and set(documented) == names
+            and all(_same_value(documented[n], getattr(default, n)) for n in names)
+        )
     if isinstance(default, tuple):
         return isinstance(documented, list) and tuple(documented) == default
     if isinstance(default, float):

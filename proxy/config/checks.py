@@ -8,15 +8,17 @@ Pure: imports neither aiohttp nor redis.
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
-    from proxy.config.model import RedisSettings, Settings
+    from proxy.config.model import RedactSettings, RedisSettings, Settings
 
 RESERVED_ROUTES = frozenset({"v1", "feedback", "healthz", "readyz", "metrics", "api"})
-SECRET_KEYS = frozenset({"proxy.keys", "admin.token", "feedback.token_secret"})
+SECRET_KEYS = frozenset(
+    {"proxy.keys", "admin.token", "feedback.token_secret", "capture.redact.key"}
+)
 _UPSTREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -56,6 +58,7 @@ def validate(settings: Settings) -> None:
     _check_choice("log.level", settings.log.level, ("debug", "info", "warning", "error"))
     _check_choice("log.format", settings.log.format, ("auto", "json", "console"))
     _check_redis(settings.redis)
+    _check_redact(settings.capture.redact)
     _check_upstreams(settings)
     _check_dimensions(settings.stats.dimensions)
     _check_otlp(settings)
@@ -145,6 +148,39 @@ def _check_cluster_url(url: str) -> None:
         raise ConfigError("redis.url", "a Redis Cluster has only database 0")
 
 
+def _check_redact(redact: RedactSettings) -> None:
+    """Kinds and mode by name; each operator pattern compiles, has a usable name and cannot
+    match the empty string (the error names the pattern)."""
+    from proxy.config.model import REDACT_KINDS
+
+    for kind in redact.kinds:
+        _check_choice("capture.redact.kinds", kind, REDACT_KINDS)
+    _check_choice("capture.redact.mode", redact.mode, ("mask", "hash"))
+    for name, pattern in redact.patterns.items():
+        compile_redact_pattern(name, pattern)
+
+
+def compile_redact_pattern(name: str, pattern: str) -> re.Pattern[str]:
+    """An operator's pattern compiled, or ``ConfigError`` naming it: a bad name, a bad regex,
+    or one that matches the empty string (it would redact between every character)."""
+    from proxy.config.model import REDACT_KINDS
+
+    key = f"capture.redact.patterns.{name}"
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name) or name in REDACT_KINDS:
+        raise ConfigError(
+            key,
+            "name must be 1-32 characters of a-z 0-9 _, start with a letter, "
+            "and not be a built-in kind",
+        )
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(key, f"is not a valid regular expression ({exc})") from None
+    if compiled.search("") is not None:
+        raise ConfigError(key, "matches the empty string; it must match at least one character")
+    return compiled
+
+
 def _check_upstreams(settings: Settings) -> None:
     if not settings.upstreams:
         raise ConfigError("upstreams", "at least one upstream is required")
@@ -208,6 +244,8 @@ def _masked_otlp(settings: Settings) -> dict[str, Any]:
 def _mask(key: str, value: Any) -> Any:
     """A secret as ``***``; any URL setting (``redis.url``, upstream base URLs) with its
     password hidden, since a gateway or Redis URL may carry one in its userinfo."""
+    if is_dataclass(value):  # a sub-table such as capture.redact
+        return {f.name: _mask(f"{key}.{f.name}", getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, str) and "://" in value:
         return _mask_url_password(value)
     if key not in SECRET_KEYS or not value:

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -201,6 +201,8 @@ def _build_section(prefix: str, cls: type[Any], table: Any, base: Any = None) ->
 
 
 def _convert(key: str, hint: Any, value: Any) -> Any:
+    if isinstance(hint, type) and is_dataclass(hint):  # a sub-table: [capture.redact]
+        return _build_section(key, hint, value)
     converter = _CONVERTERS.get(hint)
     if converter is None:
         raise ConfigError(key, f"unsupported type {hint}")
@@ -257,10 +259,18 @@ def _to_str_tuple(key: str, value: Any) -> tuple[str, ...]:
     raise ConfigError(key, f"must be a list of strings, got {value!r}")
 
 
+def _to_str_map(key: str, value: Any) -> dict[str, str]:
+    """A table of strings (``capture.redact.patterns``); each value names its own key."""
+    if not isinstance(value, dict):
+        raise ConfigError(key, 'must be a table of name = "string"')
+    return {name: _to_str(f"{key}.{name}", item) for name, item in value.items()}
+
+
 _CONVERTERS: dict[Any, Any] = {
     bool: _to_bool,
     int: _to_int,
     float: _to_float,
     str: _to_str,
     tuple[str, ...]: _to_str_tuple,
+    Mapping[str, str]: _to_str_map,
 }

@@ -56,11 +56,26 @@ class WriterSettings:
     write_timeout: float = 1.0
 
 
+# The kinds of value redaction knows (proxy.redaction finds them); docs/privacy.md.
+REDACT_KINDS = ("secret", "email", "phone", "credit_card", "iban", "ip")
+
+
+@dataclass(frozen=True, slots=True)
+class RedactSettings:
+    """``[capture.redact]``: what is replaced in captured text before it is stored."""
+
+    kinds: tuple[str, ...] = ("secret",)
+    mode: str = "mask"
+    patterns: Mapping[str, str] = field(default_factory=dict)  # name -> regex
+    key: str = ""  # HMAC key of hash mode; derived from feedback.token_secret when empty
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureSettings:
     record: bool = True
     bodies: bool = True
     max_bytes: int = 262144
+    redact: RedactSettings = field(default_factory=RedactSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,9 @@ class Span(TypedDict):
     tags: list[str]
     client_span_id: NotRequired[str]
     implicit: NotRequired[list[ImplicitSignal]]
+    # How many values of each kind redaction replaced in input and output ({} = none found);
+    # absent when redaction is off (docs/privacy.md).
+    redacted: NotRequired[dict[str, int]]
 
 
 class SpanTrace(TypedDict):
@@ -129,6 +132,7 @@ class FeedbackEvent(TypedDict):
     source: str  # header, route or api
     attributes: dict[str, Any]
     tags: list[str]
+    redacted: NotRequired[dict[str, int]]  # values replaced in the comment, per kind
 
 
 class FeedbackRecord(TypedDict):
@@ -152,6 +156,7 @@ class Score(TypedDict):
     span_id: str | None
     source: str  # "api"
     created_at: str
+    redacted: NotRequired[dict[str, int]]  # values replaced in the explanation, per kind
 
 
 class ScoreRecord(TypedDict):

@@ -18,6 +18,7 @@ from proxy.metrics.feedback import FeedbackCounts
 from proxy.store.feedback_merge import MergeResult
 from proxy.store.redis_store import RedisStore
 from proxy.writer import Writer
+from proxy.writer.writer import Prepare
 
 R = TypeVar("R", FeedbackRecord, ScoreRecord)
 T = TypeVar("T")
@@ -47,8 +48,10 @@ class FeedbackService:
         timeout: float,
         models: TraceModels | None = None,
         counts: FeedbackCounts | None = None,
+        redact: Prepare | None = None,
     ) -> None:
         self._store = store
+        self._redact = redact
         self._writer = writer
         self._timeout = timeout
         self._models = models
@@ -96,7 +99,11 @@ class FeedbackService:
         """The one way in for feedback and score records alike: merged now (the merge's
         result), or queued behind the writer (None) while it is degraded or when Redis fails
         or is too slow now. A queued record is replayed later; if this merge did land after
-        all, the replay is a no-op."""
+        all, the replay is a no-op. Redaction (a feedback comment, a score's explanation)
+        happens here, once, before either way to Redis; it marks the record, so the writer
+        does not redact it again."""
+        if self._redact is not None:
+            self._redact(record)
         if self._degraded():
             self._writer.submit(record)
             return None

@@ -22,6 +22,7 @@ from proxy.feedback.events import feedback_record, request_feedback
 from proxy.feedback.parse import FEEDBACK_KEYS, Feedback, InvalidFeedback
 from proxy.gateway.auth import PROXY_KEY_HEADER, proxy_key_ok
 from proxy.gateway.call import Call
+from proxy.gateway.capture import capture_for
 from proxy.gateway.headers import downstream_headers, upstream_headers
 from proxy.gateway.services import GATEWAY, GatewayServices
 from proxy.gateway.upstream import Route, translate_errors
@@ -43,9 +44,13 @@ async def forward(request: web.Request) -> web.StreamResponse:
         context = call.context = parse_trace_context(request.headers)
         _check_proxy_key(request, services)
         route = services.router.resolve(request.raw_path)
+        capture = capture_for(request.headers, services.settings.capture)
+        # A header that cannot be re-sent as it came is refused here, before the call is
+        # recorded: a refused request leaves no span.
+        headers = upstream_headers(request.headers)
         call.attributes, feedback = _read_feedback(request, services, call, context)
-        recorder = call.routed(route, context, services.settings.capture)
-        return await _relay(request, services, call, route, recorder, feedback)
+        recorder = call.routed(route, context, capture)
+        return await _relay(request, services, call, (route, headers), recorder, feedback)
     except ProxyError as error:
         call.fail(error)
         return await call.error_response(error, services)
@@ -80,12 +85,13 @@ async def _relay(
     request: web.Request,
     services: GatewayServices,
     call: Call,
-    route: Route,
+    target: tuple[Route, list[tuple[str, str]]],
     recorder: Recorder,
     feedback: Feedback | None,
 ) -> web.StreamResponse:
+    """Forward to ``target`` (the route and the headers that go upstream) and relay back."""
+    route, headers = target
     body = await _request_body(request, services.settings.proxy.max_body_bytes, recorder)
-    headers = upstream_headers(request.headers)
     headers.append(("traceparent", recorder.context.traceparent()))
     streamed = isinstance(body, _BodyStream)
     if feedback is not None and not streamed:  # the request is known to be forwarded

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from proxy.core.errors import BadRequest
 from proxy.core.ids import is_valid_utf8
 from proxy.gateway.auth import PROXY_KEY_HEADER
+from proxy.gateway.capture import CAPTURE_HEADER
 from proxy.tracing.context import CONSUMED_HEADERS, CONSUMED_PREFIXES
 
 HOP_BY_HOP = frozenset(
@@ -39,7 +40,11 @@ ANSWERED_HERE = frozenset({"expect"})
 FEEDBACK_PREFIX = "x-feedback"
 
 _NEVER_UPSTREAM = (
-    HOP_BY_HOP | REPLACED_UPSTREAM | ANSWERED_HERE | CONSUMED_HEADERS | {PROXY_KEY_HEADER}
+    HOP_BY_HOP
+    | REPLACED_UPSTREAM
+    | ANSWERED_HERE
+    | CONSUMED_HEADERS
+    | {PROXY_KEY_HEADER, CAPTURE_HEADER}
 )
 # Every header of the gateways whose dialects we accept stays here, read or not: some carry
 # those gateways' own keys (Helicone-Auth), which must never reach a provider.

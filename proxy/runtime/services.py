@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 from collections.abc import AsyncIterator, Coroutine
@@ -47,6 +48,7 @@ from proxy.metrics.cost import CostCounter
 from proxy.metrics.export import ExportCounts
 from proxy.metrics.feedback import FeedbackCounts
 from proxy.recording.pricing import SpanPricer, price_data_version
+from proxy.redaction import redact_record, redactor_for
 from proxy.store.connection import connect_to
 from proxy.store.datasets import DatasetStore
 from proxy.store.keys import Keys
@@ -56,6 +58,7 @@ from proxy.store.scores import AgreementStats
 from proxy.store.stats import FeedbackStats
 from proxy.store.trace_query import TraceQuery
 from proxy.writer import Writer
+from proxy.writer.writer import Prepare
 
 log = structlog.get_logger("proxy.app")
 PRUNE_INTERVAL_S = 600.0
@@ -141,6 +144,11 @@ def ensure_token_secret(settings: Settings) -> Settings:
     if settings.feedback.token_secret:
         return settings
     log.warning("feedback.token_secret is not set: feedback tokens last until a restart")
+    if settings.capture.redact.mode == "hash" and not settings.capture.redact.key:
+        log.warning(
+            "capture.redact.mode is hash without capture.redact.key or feedback.token_secret: "
+            "the hashes of equal values differ after a restart and between replicas"
+        )
     secret = secrets.token_hex(32)
     return replace(settings, feedback=replace(settings.feedback, token_secret=secret))
 
@@ -160,11 +168,12 @@ async def open_services(
         cost = CostCounter()
         store = _store(redis, keys, settings, ReplayCounter(counts, recent), cost)
         stack.push_async_callback(store.close)
-        writer = await _started_writer(store, settings)
+        redact = _redaction(settings)
+        writer = await _started_writer(store, settings, redact)
         stack.push_async_callback(writer.close, deadline=max(1.0, settings.proxy.drain_seconds))
         timeout = settings.writer.write_timeout
         models = TraceModels(store, timeout, recent)
-        feedback = FeedbackService(store, writer, timeout, models, counts)
+        feedback = FeedbackService(store, writer, timeout, models, counts, redact)
         stack.push_async_callback(feedback.close)
         await stack.enter_async_context(_background(_prune_forever(store)))
         export_counts = ExportCounts()  # [export.otlp]: stopped before Redis closes
@@ -212,7 +221,15 @@ def _store(
     )
 
 
-async def _started_writer(store: RedisStore, settings: Settings) -> Writer:
+def _redaction(settings: Settings) -> Prepare | None:
+    """What the writer and the feedback service run on each record before it is stored."""
+    redactor = redactor_for(settings.capture.redact, settings.feedback.token_secret)
+    return functools.partial(redact_record, redactor) if redactor is not None else None
+
+
+async def _started_writer(
+    store: RedisStore, settings: Settings, prepare: Prepare | None = None
+) -> Writer:
     config = settings.writer
     writer = Writer(
         store,
@@ -220,6 +237,7 @@ async def _started_writer(store: RedisStore, settings: Settings) -> Writer:
         max_queue=config.queue_size,
         batch_size=config.batch_size,
         write_timeout=config.write_timeout,
+        prepare=prepare,
     )
     await writer.start()
     return writer

@@ -18,12 +18,18 @@ batch after batch until the spool is empty and queue mode resumes. A full queue 
 the spool synchronously, so ``submit()`` never waits and never drops while the disk works.
 Records the store rejects for a reason other than availability (a malformed record) are
 re-tried one by one and only the rejected ones are dropped, so one bad record cannot stall it.
+
+``prepare`` (redaction) runs on every record before it reaches the store or the spool, in this
+task and never in ``submit()``, except when a full queue spills (then it runs there, on the
+records it spools). It must mark what it did, so a spooled record is not prepared again.
+The flush task yields to the event loop while it prepares a large batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,9 +41,11 @@ from proxy.core.errors import StoreUnavailable  # re-exported: the one class the
 from proxy.core.records import Record
 from proxy.writer.spool import Spool
 
-__all__ = ["RecordStore", "StoreUnavailable", "Writer"]
+__all__ = ["Prepare", "RecordStore", "StoreUnavailable", "Writer"]
 
 log = structlog.get_logger("proxy.writer")
+Prepare = Callable[[Record], None]
+_SLICE_S = 0.002  # the flush task hands the loop back after this long preparing a batch
 
 
 class RecordStore(Protocol):
@@ -58,8 +66,10 @@ class Writer:
         flush_interval: float = 0.05,
         write_timeout: float = 1.0,
         retry_interval: float = 1.0,
+        prepare: Prepare | None = None,
     ) -> None:
         self._store = store
+        self._prepare = prepare
         self._spool = Spool(spool_dir)
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -206,8 +216,20 @@ class Writer:
         if not batch.records or await self._write(batch.records):
             self._spool.commit(batch)
 
+    async def _prepared(self, records: list[Record]) -> None:
+        """Prepare (redact) each record, handing the loop back every ``_SLICE_S``."""
+        if self._prepare is None:
+            return
+        slice_end = time.perf_counter() + _SLICE_S
+        for record in records:
+            self._prepare(record)
+            if time.perf_counter() > slice_end:
+                await asyncio.sleep(0)
+                slice_end = time.perf_counter() + _SLICE_S
+
     async def _write(self, records: list[Record]) -> bool:
         """True when the records need nothing more (written, or rejected as malformed)."""
+        await self._prepared(records)
         try:
             await asyncio.wait_for(self._store.write_batch(records), self._write_timeout)
         except (StoreUnavailable, TimeoutError) as exc:
@@ -254,6 +276,9 @@ class Writer:
     def _to_spool(self, records: list[Record]) -> None:
         if not records:
             return
+        if self._prepare is not None:
+            for record in records:
+                self._prepare(record)
         try:
             unencodable = self._spool.append(records)
         except OSError as exc:

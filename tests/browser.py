@@ -32,6 +32,16 @@ T = TypeVar("T")
 Scenario = Callable[[Any], Awaitable[T]]  # gets a fresh BrowserContext
 
 
+def require_chromium(module_level: bool = False) -> None:
+    """Skip without Debian's chromium, or fail under ``CI=true``: CI never passes by skipping
+    the browser tests. ``module_level`` skips a whole module at import."""
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=module_level)
+
+
 class Browser:
     """A launched chromium on its own loop; ``run`` gives each scenario a fresh context."""
 
@@ -85,10 +95,7 @@ class Browser:
 def browser_fixture() -> Iterator[Browser]:
     """Body of a module-scoped ``browser`` fixture: skip (or fail on CI) without chromium, and
     print how long the module's browser lived."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests")
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium()
     browser = Browser()
     try:
         yield browser

@@ -25,20 +25,15 @@ import pytest_asyncio
 
 from proxy.config import load_settings
 from proxy.runtime.server import Listeners, bound_port, start_listeners
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.ui_data import HOSTILE_PROMPT, seed_history, seed_reviewer_traces
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists() and os.environ.get("CI") != "true":
-    pytest.skip("no /usr/bin/chromium (CI=true makes this a failure)", allow_module_level=True)
+require_chromium(module_level=True)
 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TOKEN = "ui-test-token-9f2c"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 WIDTH = 1280
 TALL = frozenset(
     {"trace", "trends", "trends-by-model", "trends-agreement"}

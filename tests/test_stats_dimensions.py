@@ -193,3 +193,19 @@ def test_bad_dimensions_stop_start_up_naming_the_key(dimensions: list[str], prob
     with pytest.raises(ConfigError, match=problem) as caught:
         load_settings(env={}, overrides={"stats.dimensions": dimensions})
     assert caught.value.key == "stats.dimensions"
+
+
+async def test_a_long_multibyte_value_is_cut_on_a_character_boundary(
+    dim_store: RedisStore,
+) -> None:
+    """A value longer than 256 bytes whose byte 256 falls inside a character: its call and
+    its vote are counted under the value cut before that character (it used to come back as
+    invalid UTF-8, losing the batch's calls and failing the vote's merge)."""
+    value = "a" * 255 + "é" + "tail"
+    await dim_store.write_batch([span_of("dim-long", 0, value)])
+    merged = await dim_store.merge_feedback(feedback("dim-long", "vote", user_feedback="negative"))
+    assert merged.status == "applied"
+    rows = by_group(await FeedbackStats(dim_store._client, dim_store._keys).query(stats_query()))
+    assert list(rows) == ["a" * 255]
+    assert rows["a" * 255]["calls"] == 1
+    assert rows["a" * 255]["negative"] == 1

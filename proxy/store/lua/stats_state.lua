@@ -9,7 +9,12 @@ local function dimension_value(raw)
   if raw == nil or raw == false then return nil end
   local value = raw
   if string.sub(raw, 1, 1) == '"' then value = cjson.decode(raw) end
-  value = string.gsub(string.sub(value, 1, 256), '\31', ' ')
+  if #value > 256 then
+    -- at most 256 bytes, cut on a character boundary: a cut inside a UTF-8 sequence would
+    -- make the counters' names (and the JSON that carries them) invalid UTF-8
+    value = string.gsub(string.sub(value, 1, 256), '[\192-\255][\128-\191]*$', '')
+  end
+  value = string.gsub(value, '\31', ' ')
   if value == '' then return nil end
   return value
 end

@@ -54,7 +54,10 @@ class Encoder:
         """One request with the span of every ``span`` entry, in stream order."""
         spans: list[bytes] = []
         self.add_spans(spans, entries, facts)
-        return ExportTraceServiceRequest.FromString(self.traces_payload(spans))
+        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(
+            self.traces_payload(spans)
+        )
+        return request
 
     def add_spans(
         self, spans: list[bytes], entries: Iterable[Entry], facts: Mapping[str, TraceFacts]
@@ -64,9 +67,7 @@ class Encoder:
         for entry in entries:
             if entry.type == "span":
                 known = entry.trace or facts.get(entry.trace_id) or TraceFacts()
-                spans.append(
-                    span_bytes(entry, known, self._targets, self._content, self._cache)
-                )
+                spans.append(span_bytes(entry, known, self._targets, self._content, self._cache))
         return len(spans)
 
     def traces_payload(self, spans: list[bytes]) -> bytes:

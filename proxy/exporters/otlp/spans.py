@@ -123,7 +123,8 @@ def span_bytes(
             kv = own.attributes.add()
             kv.key = name
             set_value(kv.value, raw)
-    return shape.template + own.SerializeToString()
+    serialised: bytes = own.SerializeToString()
+    return shape.template + serialised
 
 
 def _make_shape(
@@ -150,7 +151,8 @@ def span_message(
     entry: Entry, facts: TraceFacts, targets: Mapping[str, Target], content: bool
 ) -> Span:
     """One span as a message (``Encoder`` puts the bytes straight into a request)."""
-    return Span.FromString(span_bytes(entry, facts, targets, content, ShapeCache()))
+    message: Span = Span.FromString(span_bytes(entry, facts, targets, content, ShapeCache()))
+    return message
 
 
 def _span_pairs(

@@ -226,11 +226,13 @@ class OtlpExporter:
         self, run: Sequence[StreamEntry], facts: dict[str, TraceFacts], observed: int
     ) -> bool:
         if run[0].type == "span":
-            spans, count = self._encoder.new_traces(), 0
+            spans: list[bytes] = []
+            count = 0
             for at in range(0, len(run), ENCODE_SLICE):
                 count = self._encoder.add_spans(spans, run[at : at + ENCODE_SLICE], facts)
                 await asyncio.sleep(0)  # proxied calls run between slices
-            return await self._send("spans", TRACES_PATH, spans.SerializeToString(), count)
+            payload = self._encoder.traces_payload(spans)
+            return await self._send("spans", TRACES_PATH, payload, count)
         logs = self._encoder.logs(run, facts, observed)
         count = len(logs.resource_logs[0].scope_logs[0].log_records)
         if not count:

@@ -20,8 +20,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from proxy.core.stream import StreamEntry as Entry
 from proxy.core.stream import TraceFacts
 from proxy.exporters.otlp.evaluations import EVALUATION_EVENT, evaluation_records
-from proxy.exporters.otlp.spans import ShapeCache, Target, fill_span, span_message
-from proxy.exporters.otlp.values import SCOPE_NAME, resource, unix_nanos
+from proxy.exporters.otlp.spans import ShapeCache, Target, span_bytes, span_message
+from proxy.exporters.otlp.values import SCOPE_NAME, length_delimited, resource, unix_nanos
 
 __all__ = [
     "EVALUATION_EVENT",
@@ -44,37 +44,43 @@ class Encoder:
         self._resource = resource(service_name, version)
         self._scope = InstrumentationScope(name=SCOPE_NAME, version=version)
         self._cache = ShapeCache()
+        # ResourceSpans.resource (field 1) and ScopeSpans.scope (field 1), serialised once.
+        self._resource_bytes = length_delimited(1, self._resource.SerializeToString())
+        self._scope_bytes = length_delimited(1, self._scope.SerializeToString())
 
     def spans(
         self, entries: Iterable[Entry], facts: Mapping[str, TraceFacts]
     ) -> ExportTraceServiceRequest:
         """One request with the span of every ``span`` entry, in stream order."""
-        request = self.new_traces()
-        self.add_spans(request, entries, facts)
-        return request
-
-    def new_traces(self) -> ExportTraceServiceRequest:
-        """An empty request under this exporter's resource and scope."""
-        request = ExportTraceServiceRequest()
-        resource_spans = request.resource_spans.add()
-        resource_spans.resource.CopyFrom(self._resource)
-        resource_spans.scope_spans.add().scope.CopyFrom(self._scope)
+        spans: list[bytes] = []
+        self.add_spans(spans, entries, facts)
+        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(
+            self.traces_payload(spans)
+        )
         return request
 
     def add_spans(
-        self,
-        request: ExportTraceServiceRequest,
-        entries: Iterable[Entry],
-        facts: Mapping[str, TraceFacts],
+        self, spans: list[bytes], entries: Iterable[Entry], facts: Mapping[str, TraceFacts]
     ) -> int:
-        """Append the spans of ``entries`` (the exporter adds a batch in slices, giving the
-        event loop back in between); how many spans the request holds now."""
-        spans = request.resource_spans[0].scope_spans[0].spans
+        """Append the serialised spans of ``entries`` (the exporter adds a batch in slices,
+        giving the event loop back in between); how many spans ``spans`` holds now."""
         for entry in entries:
             if entry.type == "span":
                 known = entry.trace or facts.get(entry.trace_id) or TraceFacts()
-                fill_span(spans.add(), entry, known, self._targets, self._content, self._cache)
+                spans.append(span_bytes(entry, known, self._targets, self._content, self._cache))
         return len(spans)
+
+    def traces_payload(self, spans: list[bytes]) -> bytes:
+        """The serialised ExportTraceServiceRequest of ``spans``, under this exporter's
+        resource and scope.
+
+        Built from serialised messages: a repeated message field is each element's bytes
+        behind its field tag and length, which is all ``length_delimited`` writes. Parsing
+        this with opentelemetry-proto gives the request that adding every span to the message
+        would, without building (and then serialising) a message per span."""
+        scope_spans = self._scope_bytes + b"".join(length_delimited(2, span) for span in spans)
+        resource_spans = self._resource_bytes + length_delimited(2, scope_spans)
+        return length_delimited(1, resource_spans)  # ExportTraceServiceRequest.resource_spans
 
     def logs(
         self, entries: Iterable[Entry], facts: Mapping[str, TraceFacts], observed_ns: int

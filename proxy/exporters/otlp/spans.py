@@ -47,17 +47,20 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """What spans of one shape share: a span holding their attributes, name and status, which
-    each span of the shape starts as a copy of."""
+    """What spans of one shape share: their name, kind, status and shared attributes, as the
+    serialised bytes of a span holding only those. A span of the shape is these bytes followed
+    by a small span with its own IDs, times and attributes: protobuf defines two concatenated
+    messages as one merged message (repeated fields appended), so no copy is ever made."""
 
-    template: Span
+    template: bytes
 
 
 class ShapeCache:
     """Span shapes by the values they derive from. Calls repeat their operation, provider,
-    model, server, status, token counts, session and tags from call to call; merging the
-    library's copy of a span made once with those attributes is several times cheaper than
-    building ~20 KeyValue messages per span. Bounded: past ``limit`` shapes it starts over."""
+    model, server, status, token counts, cost, session and tags from call to call; merging the
+    bytes of a span made once with those attributes is several times cheaper than building
+    ~20 KeyValue messages per span, or copying a template span. Bounded: past ``limit``
+    shapes it starts over."""
 
     def __init__(self, limit: int = 10_000) -> None:
         self._limit = limit
@@ -81,46 +84,47 @@ def operation_of(method: str, path: str) -> tuple[str | None, str | None]:
     return _OPERATIONS.get(parser.name, (None, None)) if parser is not None else (None, None)
 
 
-def fill_span(
-    message: Span,
+def span_bytes(
     entry: Entry,
     facts: TraceFacts,
     targets: Mapping[str, Target],
     content: bool,
     cache: ShapeCache,
-) -> None:
-    """Fill ``message`` with the OTLP span of one recorded call (docs/opentelemetry.md)."""
+) -> bytes:
+    """The serialised OTLP span of one recorded call (docs/opentelemetry.md)."""
     span = entry.data()
     usage = span.get("usage") or {}
     key = (
         span.get("method"), span.get("path"), span.get("upstream"), span.get("status"),
         span.get("stream"), span.get("model"), span.get("response_model"),
         span.get("finish_reason"), span.get("error"), usage.get("input_tokens"),
-        usage.get("output_tokens"), facts,
+        usage.get("output_tokens"), span.get("cost_usd"), facts,
     )  # fmt: skip
     shape = cache.shape(key, lambda: _make_shape(span, facts, targets))
-    message.CopyFrom(shape.template)  # first: a copy replaces everything set before
     start = unix_nanos(span.get("started_at"))
     duration = span.get("duration_ms")
-    message.trace_id = trace_id_bytes(entry.trace_id)
-    message.span_id = span_id_bytes(str(span.get("span_id") or entry.span_id))
-    message.parent_span_id = span_id_bytes(span.get("parent_span_id"))
-    message.start_time_unix_nano = start
-    dur_ns = int(duration * 1_000_000) if isinstance(duration, int | float) else 0
-    message.end_time_unix_nano = start + dur_ns
-    own = [
+    dur_ns = int(duration * 1_000_000) if isinstance(duration, (int, float)) else 0
+    own = Span(
+        trace_id=trace_id_bytes(entry.trace_id),
+        span_id=span_id_bytes(str(span.get("span_id") or entry.span_id)),
+        parent_span_id=span_id_bytes(span.get("parent_span_id")),
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + dur_ns,
+    )
+    pairs = [
         ("feedback_proxy.trace_id", entry.trace_id),
         ("gen_ai.response.id", span.get("response_id")),
         ("feedback_proxy.ttft_ms", span.get("ttft_ms")),
-        ("feedback_proxy.cost_usd", span.get("cost_usd")),
     ]
     if content:
-        own += _content_pairs(span)
-    for name, raw in own:
+        pairs += _content_pairs(span)
+    for name, raw in pairs:
         if known(raw):
-            kv = message.attributes.add()
+            kv = own.attributes.add()
             kv.key = name
             set_value(kv.value, raw)
+    serialised: bytes = own.SerializeToString()
+    return shape.template + serialised
 
 
 def _make_shape(
@@ -140,15 +144,14 @@ def _make_shape(
     if _failed(span):
         template.status.code = Status.STATUS_CODE_ERROR
         template.status.message = _error_type(span) or ""
-    return _Shape(template)
+    return _Shape(template.SerializeToString())
 
 
 def span_message(
     entry: Entry, facts: TraceFacts, targets: Mapping[str, Target], content: bool
 ) -> Span:
-    """One span on its own (``Encoder`` fills them straight into a request)."""
-    message = Span()
-    fill_span(message, entry, facts, targets, content, ShapeCache())
+    """One span as a message (``Encoder`` puts the bytes straight into a request)."""
+    message: Span = Span.FromString(span_bytes(entry, facts, targets, content, ShapeCache()))
     return message
 
 
@@ -173,6 +176,7 @@ def _span_pairs(
         ("error.type", _error_type(span)),
         ("feedback_proxy.upstream", span.get("upstream")),
         ("feedback_proxy.stream", span.get("stream")),
+        ("feedback_proxy.cost_usd", span.get("cost_usd")),  # follows model and usage
     ]
 
 

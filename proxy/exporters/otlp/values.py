@@ -84,6 +84,19 @@ def resource(service_name: str, version: str) -> Resource:
     )
 
 
+def length_delimited(field: int, body: bytes) -> bytes:
+    """One length-delimited protobuf field (a message or bytes): its tag, the body's length
+    as a varint, the body. Concatenating these for a repeated field of serialised messages is
+    exactly what protobuf's own serialiser writes for it."""
+    size = len(body)
+    head = bytearray([field << 3 | 2])
+    while size > 0x7F:
+        head.append(size & 0x7F | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head) + body
+
+
 def trace_id_bytes(trace_id: str) -> bytes:
     """The 16 bytes of the W3C trace-id the proxy sent upstream for this trace."""
     return bytes.fromhex(w3c_trace_id_for(trace_id))

@@ -96,12 +96,17 @@ def test_unknown_usage_and_cost_are_absent_never_zero() -> None:
 def test_failed_call_has_error_status() -> None:
     for data, error_type in (
         (span_data(status=500, finish_reason=None, usage=None), "500"),
-        (span_data(status=None, error="read_timeout"), "read_timeout"),
-        (span_data(error="mid_stream_break"), "mid_stream_break"),
+        (span_data(status=None, error="upstream_timeout"), "upstream_timeout"),
+        (span_data(error="upstream_broken"), "upstream_broken"),
+        (span_data(status=None, error="upstream_unreachable"), "upstream_unreachable"),
+        # a provider's own error text is content: the status code stands for it
+        (span_data(status=429, error="rate_limit_error: key sk-abc over quota"), "429"),
+        (span_data(status=200, error="overloaded: try later"), "_OTHER"),
     ):
         span = span_message(entry("span", data), FACTS, TARGETS, False)
         assert span.status.code == Status.STATUS_CODE_ERROR
         assert attrs(span.attributes)["error.type"] == error_type
+        assert span.status.message == error_type
 
 
 def test_parent_from_the_request_and_custom_parents_hashed() -> None:

@@ -60,7 +60,7 @@ class OtlpClient:
         body = gzip.compress(payload, compresslevel=GZIP_LEVEL)
         try:
             async with self._session.post(
-                self._base + path, data=body, headers=self._headers
+                self._base + path, data=body, headers=self._headers, allow_redirects=False
             ) as response:
                 answer = await response.read()
                 if response.status // 100 != 2:

@@ -213,8 +213,20 @@ def _failed(span: Mapping[str, Any]) -> bool:
     return bool(span.get("error")) or not isinstance(status, int) or status >= 400
 
 
+# The proxy's own failure kinds (gateway/call.py, core/errors.py): exported as they are. Any
+# other error text is the provider's own message, which is content (and unbounded): the
+# attribute gets the status code instead, or the conventions' fallback "_OTHER".
+PROXY_ERRORS = frozenset(
+    {"upstream_timeout", "upstream_broken", "upstream_unreachable", "client_disconnected"}
+)
+
+
 def _error_type(span: Mapping[str, Any]) -> str | None:
+    """``error.type``, low-cardinality as the semantic conventions ask: a proxy failure kind,
+    else the HTTP status code, else ``_OTHER``; None for a call that did not fail."""
     if not _failed(span):
         return None
-    error = span.get("error")
-    return str(error) if error else str(span.get("status") or "no_response")
+    error, status = span.get("error"), span.get("status")
+    if error in PROXY_ERRORS:
+        return str(error)
+    return str(status) if isinstance(status, int) and status >= 400 else "_OTHER"

@@ -26,11 +26,13 @@ async def test_a_redirect_is_refused_and_the_headers_go_nowhere_else() -> None:
 
         collector = web.Application()
         collector.router.add_post("/v1/traces", redirect)
-        async with TestServer(collector, host="127.0.0.1") as server:
-            async with export_session(5.0) as session:
-                client = OtlpClient(session, str(server.make_url("")), {"x-api-key": "secret"})
-                with pytest.raises(SendFailed) as refused:
-                    await client.send("/v1/traces", b"")
+        async with (
+            TestServer(collector, host="127.0.0.1") as server,
+            export_session(5.0) as session,
+        ):
+            client = OtlpClient(session, str(server.make_url("")), {"x-api-key": "secret"})
+            with pytest.raises(SendFailed) as refused:
+                await client.send("/v1/traces", b"")
     assert refused.value.kind == "status"
     assert not refused.value.retryable
     assert reached == []

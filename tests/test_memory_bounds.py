@@ -31,10 +31,11 @@ def test_a_bounded_set_forgets_its_oldest_items_past_capacity() -> None:
 
 
 def test_the_store_caches_have_documented_bounds_of_a_few_thousand() -> None:
-    """The bounds docs/reference.md §9 names; ~150 bytes an entry keeps each under 1 MiB."""
-    assert REGISTRY_CACHE == 4096
-    assert REVIEWED_CACHE == 4096
-    assert REMEMBERED_TRACES == 10_000
+    """The bounds docs/operations.md names: small enough to fill in the first minutes at a
+    moderate load (so memory is flat after) and to stay under 1 MiB each."""
+    assert REGISTRY_CACHE == 1024
+    assert REVIEWED_CACHE == 1024
+    assert REMEMBERED_TRACES == 4096
 
 
 def test_recent_models_keep_the_last_traces_only() -> None:
@@ -43,7 +44,23 @@ def test_recent_models_keep_the_last_traces_only() -> None:
         recent.remember(f"t{i}", "gpt-4o")
     assert recent.models_of("t0") == set()
     assert recent.models_of("t499") == {"gpt-4o"}
-    assert len(recent._models) == 50
+    assert len(recent) == 50
+
+
+def test_recent_models_tell_a_one_model_trace_from_a_mixed_one() -> None:
+    """The compact one-model entry becomes a set once a second model shows up."""
+    recent = RecentModels(capacity=4)
+    for model in ["gpt-4o", "gpt-4o", "claude", "gpt-4o"]:
+        recent.remember("mixed", model)
+    recent.remember("one", "gpt-4o")
+    recent.remember("one", None)
+    assert recent.models_of("mixed") == {"gpt-4o", "claude"}
+    assert recent.models_of("one") == {"gpt-4o"}
+    assert recent.models_of("never") == set()
+    for i in range(4):  # the oldest (least recently recorded) go first
+        recent.remember(f"t{i}", "gpt-4o")
+    assert recent.models_of("mixed") == set()
+    assert recent.models_of("one") == set()
 
 
 def test_call_metric_series_stay_bounded_whatever_models_clients_name() -> None:

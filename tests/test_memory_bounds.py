@@ -11,6 +11,9 @@ import redis.asyncio as aioredis
 
 from proxy.config import ReviewRule
 from proxy.core.bounded import BoundedSet
+from proxy.core.stream import TraceFacts
+from proxy.exporters.otlp.mapping import Encoder
+from proxy.exporters.otlp.spans import SHAPES_CACHED
 from proxy.feedback.model_lookup import REMEMBERED_TRACES, RecentModels
 from proxy.metrics.calls import MAX_MODELS, CallMetrics
 from proxy.metrics.feedback import FeedbackCounts
@@ -18,6 +21,8 @@ from proxy.store import redis_store
 from proxy.store.keys import Keys
 from proxy.store.redis_store import REGISTRY_CACHE, REVIEWED_CACHE, RedisStore
 from tests.factories import feedback, span_record
+from tests.otlp_receiver import attrs
+from tests.test_otlp_mapping import TARGETS, entry, span_data
 
 
 def test_a_bounded_set_forgets_its_oldest_items_past_capacity() -> None:
@@ -61,6 +66,25 @@ def test_recent_models_tell_a_one_model_trace_from_a_mixed_one() -> None:
         recent.remember(f"t{i}", "gpt-4o")
     assert recent.models_of("mixed") == set()
     assert recent.models_of("one") == set()
+
+
+def test_the_otlp_encoder_keeps_a_few_hundred_span_shapes_and_every_span_its_own_values() -> None:
+    """Token counts and sessions make a new shape of nearly every span (~6 KiB each): past
+    SHAPES_CACHED the cache starts over, and no span gets another's tokens or session."""
+    assert SHAPES_CACHED == 256
+    encoder = Encoder(TARGETS, False, "svc", "1")
+    n = 3 * SHAPES_CACHED
+    entries = [
+        entry("span", span_data(usage={"input_tokens": i, "output_tokens": 1}), trace_id=f"t{i}")
+        for i in range(n)
+    ]
+    facts = {f"t{i}": TraceFacts(session_id=f"s{i}") for i in range(n)}
+    spans = encoder.spans(entries, facts).resource_spans[0].scope_spans[0].spans
+    values = [attrs(s.attributes) for s in spans]
+    assert [(v["gen_ai.usage.input_tokens"], v["session.id"]) for v in values] == [
+        (i, f"s{i}") for i in range(n)
+    ]
+    assert 0 < len(encoder._cache) <= SHAPES_CACHED
 
 
 def test_call_metric_series_stay_bounded_whatever_models_clients_name() -> None:

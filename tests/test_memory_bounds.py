@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -17,7 +18,7 @@ from proxy.exporters.otlp.spans import SHAPES_CACHED
 from proxy.feedback.model_lookup import REMEMBERED_TRACES, RecentModels
 from proxy.metrics.calls import MAX_MODELS, CallMetrics
 from proxy.metrics.feedback import FeedbackCounts
-from proxy.store import redis_store
+from proxy.store import event_stream, redis_store
 from proxy.store.keys import Keys
 from proxy.store.redis_store import REGISTRY_CACHE, REVIEWED_CACHE, RedisStore
 from tests.factories import feedback, span_record
@@ -85,6 +86,19 @@ def test_the_otlp_encoder_keeps_a_few_hundred_span_shapes_and_every_span_its_own
         (i, f"s{i}") for i in range(n)
     ]
     assert 0 < len(encoder._cache) <= SHAPES_CACHED
+
+
+def test_the_export_reader_keeps_at_most_facts_cache_decoded_trace_fields() -> None:
+    """Every new session makes new trace fields; the reader's cache of them starts over past
+    FACTS_CACHE, and each entry still gets its own trace's fields."""
+    assert event_stream.FACTS_CACHE == 1024
+    facts: dict[bytes, TraceFacts | None] = {}
+    n = 3 * event_stream.FACTS_CACHE
+    for i in range(n):
+        raw = orjson.dumps({"session_id": f"s{i}", "tags": ["a"]})
+        found = event_stream._entry(b"1-0", {b"type": b"span", b"trace": raw}, facts)
+        assert found.trace == TraceFacts(session_id=f"s{i}", tags=("a",))
+    assert len(facts) <= event_stream.FACTS_CACHE + 1
 
 
 def test_call_metric_series_stay_bounded_whatever_models_clients_name() -> None:

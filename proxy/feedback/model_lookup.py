@@ -14,6 +14,7 @@ spans' bodies), bounded by a timeout; a failure only costs the label, never the 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import OrderedDict
 
 from proxy.core.errors import StoreUnavailable
@@ -37,8 +38,8 @@ def label_of(models: set[str]) -> str | None:
 class RecentModels:
     """The models of the traces whose spans this process recorded lately (bounded, LRU).
 
-    A trace almost always uses one model, so its entry is that model's string (shared with
-    every other trace of the model), and a set only once a second model shows up.
+    A trace almost always uses one model, so its entry is that model's string (interned, so
+    every trace of the model shares one), and a set only once a second model shows up.
     """
 
     def __init__(self, capacity: int = REMEMBERED_TRACES) -> None:
@@ -51,6 +52,7 @@ class RecentModels:
     def remember(self, trace_id: str, model: str | None) -> None:
         if not model:
             return
+        model = sys.intern(model)  # one string per model name, not one per span's JSON
         known = self._models.pop(trace_id, None)
         if known is None or known == model:
             self._models[trace_id] = model

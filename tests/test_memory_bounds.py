@@ -6,18 +6,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from proxy.config import ReviewRule
 from proxy.core.bounded import BoundedSet
+from proxy.core.stream import TraceFacts
+from proxy.exporters.otlp.mapping import Encoder
+from proxy.exporters.otlp.spans import SHAPES_CACHED
 from proxy.feedback.model_lookup import REMEMBERED_TRACES, RecentModels
 from proxy.metrics.calls import MAX_MODELS, CallMetrics
 from proxy.metrics.feedback import FeedbackCounts
-from proxy.store import redis_store
+from proxy.store import event_stream, redis_store
 from proxy.store.keys import Keys
 from proxy.store.redis_store import REGISTRY_CACHE, REVIEWED_CACHE, RedisStore
 from tests.factories import feedback, span_record
+from tests.otlp_receiver import attrs
+from tests.test_otlp_mapping import TARGETS, entry, span_data
 
 
 def test_a_bounded_set_forgets_its_oldest_items_past_capacity() -> None:
@@ -31,10 +37,11 @@ def test_a_bounded_set_forgets_its_oldest_items_past_capacity() -> None:
 
 
 def test_the_store_caches_have_documented_bounds_of_a_few_thousand() -> None:
-    """The bounds docs/reference.md §9 names; ~150 bytes an entry keeps each under 1 MiB."""
-    assert REGISTRY_CACHE == 4096
-    assert REVIEWED_CACHE == 4096
-    assert REMEMBERED_TRACES == 10_000
+    """The bounds docs/operations.md names: small enough to fill in the first minutes at a
+    moderate load (so memory is flat after) and to stay under 1 MiB each."""
+    assert REGISTRY_CACHE == 1024
+    assert REVIEWED_CACHE == 1024
+    assert REMEMBERED_TRACES == 4096
 
 
 def test_recent_models_keep_the_last_traces_only() -> None:
@@ -43,7 +50,55 @@ def test_recent_models_keep_the_last_traces_only() -> None:
         recent.remember(f"t{i}", "gpt-4o")
     assert recent.models_of("t0") == set()
     assert recent.models_of("t499") == {"gpt-4o"}
-    assert len(recent._models) == 50
+    assert len(recent) == 50
+
+
+def test_recent_models_tell_a_one_model_trace_from_a_mixed_one() -> None:
+    """The compact one-model entry becomes a set once a second model shows up."""
+    recent = RecentModels(capacity=4)
+    for model in ["gpt-4o", "gpt-4o", "claude", "gpt-4o"]:
+        recent.remember("mixed", model)
+    recent.remember("one", "gpt-4o")
+    recent.remember("one", None)
+    assert recent.models_of("mixed") == {"gpt-4o", "claude"}
+    assert recent.models_of("one") == {"gpt-4o"}
+    assert recent.models_of("never") == set()
+    for i in range(4):  # the oldest (least recently recorded) go first
+        recent.remember(f"t{i}", "gpt-4o")
+    assert recent.models_of("mixed") == set()
+    assert recent.models_of("one") == set()
+
+
+def test_the_otlp_encoder_keeps_a_few_hundred_span_shapes_and_every_span_its_own_values() -> None:
+    """Token counts and sessions make a new shape of nearly every span (~6 KiB each): past
+    SHAPES_CACHED the cache starts over, and no span gets another's tokens or session."""
+    assert SHAPES_CACHED == 256
+    encoder = Encoder(TARGETS, False, "svc", "1")
+    n = 3 * SHAPES_CACHED
+    entries = [
+        entry("span", span_data(usage={"input_tokens": i, "output_tokens": 1}), trace_id=f"t{i}")
+        for i in range(n)
+    ]
+    facts = {f"t{i}": TraceFacts(session_id=f"s{i}") for i in range(n)}
+    spans = encoder.spans(entries, facts).resource_spans[0].scope_spans[0].spans
+    values = [attrs(s.attributes) for s in spans]
+    assert [(v["gen_ai.usage.input_tokens"], v["session.id"]) for v in values] == [
+        (i, f"s{i}") for i in range(n)
+    ]
+    assert 0 < len(encoder._cache) <= SHAPES_CACHED
+
+
+def test_the_export_reader_keeps_at_most_facts_cache_decoded_trace_fields() -> None:
+    """Every new session makes new trace fields; the reader's cache of them starts over past
+    FACTS_CACHE, and each entry still gets its own trace's fields."""
+    assert event_stream.FACTS_CACHE == 1024
+    facts: dict[bytes, TraceFacts | None] = {}
+    n = 3 * event_stream.FACTS_CACHE
+    for i in range(n):
+        raw = orjson.dumps({"session_id": f"s{i}", "tags": ["a"]})
+        found = event_stream._entry(b"1-0", {b"type": b"span", b"trace": raw}, facts)
+        assert found.trace == TraceFacts(session_id=f"s{i}", tags=("a",))
+    assert len(facts) <= event_stream.FACTS_CACHE + 1
 
 
 def test_call_metric_series_stay_bounded_whatever_models_clients_name() -> None:

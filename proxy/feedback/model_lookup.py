@@ -14,13 +14,18 @@ spans' bodies), bounded by a timeout; a failure only costs the label, never the 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import OrderedDict
 
 from proxy.core.errors import StoreUnavailable
 from proxy.store.redis_store import RedisStore
 
 MIXED = "mixed"
-REMEMBERED_TRACES = 10_000  # ~3.5 MiB (~385 B a trace, tracemalloc): the last seconds to minutes
+# It only has to bridge the seconds between a span being recorded here and its write to Redis
+# (a batch every few ms; a retry a second while Redis is away): 4,096 traces is about 35 s at
+# 120 calls/s, and under 1 MiB (a trace ID and an LRU node each; the model string is shared).
+# A small bound also means it is full within a minute, so the process's memory is flat after.
+REMEMBERED_TRACES = 4_096
 
 
 def label_of(models: set[str]) -> str | None:
@@ -31,23 +36,38 @@ def label_of(models: set[str]) -> str | None:
 
 
 class RecentModels:
-    """The models of the traces whose spans this process recorded lately (bounded, LRU)."""
+    """The models of the traces whose spans this process recorded lately (bounded, LRU).
+
+    A trace almost always uses one model, so its entry is that model's string (interned, so
+    every trace of the model shares one), and a set only once a second model shows up.
+    """
 
     def __init__(self, capacity: int = REMEMBERED_TRACES) -> None:
         self._capacity = capacity
-        self._models: OrderedDict[str, set[str]] = OrderedDict()
+        self._models: OrderedDict[str, str | frozenset[str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._models)
 
     def remember(self, trace_id: str, model: str | None) -> None:
         if not model:
             return
-        models = self._models.pop(trace_id, set())
-        models.add(model)
-        self._models[trace_id] = models
+        model = sys.intern(model)  # one string per model name, not one per span's JSON
+        known = self._models.pop(trace_id, None)
+        if known is None or known == model:
+            self._models[trace_id] = model
+        elif isinstance(known, str):
+            self._models[trace_id] = frozenset((known, model))
+        else:
+            self._models[trace_id] = known | {model}
         if len(self._models) > self._capacity:
             self._models.popitem(last=False)
 
     def models_of(self, trace_id: str) -> set[str]:
-        return self._models.get(trace_id, set())
+        known = self._models.get(trace_id)
+        if known is None:
+            return set()
+        return {known} if isinstance(known, str) else set(known)
 
 
 class TraceModels:

@@ -35,7 +35,10 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-FACTS_CACHE = 10_000
+# Decoded trace fields by their JSON: the spans of one trace in one export batch (up to 512
+# entries) share them. Keyed by session and tags too, so it fills with traffic: 1,024 entries
+# (a few hundred KiB) cover a batch and are full within the first minutes.
+FACTS_CACHE = 1024
 UNDELIVERED_SCAN = 1000  # Redis 6.2 has no group lag: count at most this many entries
 
 

@@ -198,9 +198,16 @@ async def test_a_master_that_dies_and_returns_costs_a_replay_not_a_record(
             cluster.restart(1)
 
             async def all_back() -> bool:
+                """Every span and every queued vote replayed (spans and votes replay from
+                each replica's own spool, in their own time)."""
                 listed = await get_json(http, f"{rs[0].admin_url}/api/traces", limit="500")
                 found = {t["trace_id"]: t for t in listed["traces"]}
-                return all(t in found and found[t]["span_count"] == 2 for t in traces)
+                return all(
+                    t in found
+                    and found[t]["span_count"] == 2
+                    and found[t]["attributes"].get("user_feedback") == "negative"
+                    for t in traces
+                )
 
             await settled(all_back)
             for trace_id in traces:

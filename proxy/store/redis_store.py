@@ -246,7 +246,7 @@ class RedisStore:
                 continue
             queue_pairs(after, pair_sha, self._keys, record["trace_id"], result, self._retention_s)
             scored.append((record["trace_id"], result.created_ms, list(result.indexes)))
-            if result.status != "duplicate":
+            if not result.stale:  # a duplicate too: this step may be what failed before
                 after.xadd(self._keys.events, score_entry(record),
                            maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
         await self._score_indexes(scored, after)

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from proxy.config import ImplicitSettings, load_settings
 from proxy.config.checks import ConfigError
 from proxy.recording.implicit import input_hash
+from proxy.store.errors import StoreUnavailable
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from tests.conftest import RunningProxy, StartProxy
@@ -231,6 +232,42 @@ async def test_a_replayed_stopped_span_counts_once(
     assert counts[b"all\x1f\x1fstopped"] == b"1"
     assert counts[b"model\x1fgpt-4o-mini\x1fstopped"] == b"1"
     assert await redis_client.zscore(keys.index("implicit", "stopped"), "stop-replay") is not None
+
+
+async def test_a_batch_replayed_after_its_second_step_failed_counts_and_publishes_once(
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose span scripts landed but whose second step (counts, stream, indexes) failed
+    goes to the spool and is replayed: the same-trace regeneration and the stop it carried are
+    then counted once, listed, and reach the event stream."""
+    now = int(time.time() * 1000)
+    await store.write_batch([_with_input(span_record("cut-replay", "7" * 16, now - 2_000))])
+    again = _with_input(span_record("cut-replay", "8" * 16, now - 1_000))
+    stop = span_record("cut-replay", "9" * 16, now)
+    stop["span"]["implicit"] = [{"signal": "stopped", "at": "2026-01-01T00:00:00.000Z",
+                                 "by_span_id": None}]  # fmt: skip
+    real = store._score_indexes
+
+    async def fail(*args: Any) -> None:
+        raise StoreUnavailable("second step cut")
+
+    monkeypatch.setattr(store, "_score_indexes", fail)
+    with pytest.raises(StoreUnavailable):
+        await store.write_batch([again, stop])
+    monkeypatch.setattr(store, "_score_indexes", real)
+    await store.write_batch([again, stop])
+    await store.write_batch([again, stop])  # a second replay counts nothing more
+
+    hour = (now - 2_000) - (now - 2_000) % 3_600_000
+    counts = await redis_client.hgetall(keys.stats_counts(hour))
+    assert counts[b"all\x1f\x1fregenerated"] == b"1"
+    assert counts[b"all\x1f\x1fstopped"] == b"1"
+    for signal in ("regenerated", "stopped"):
+        assert await redis_client.zscore(keys.index("implicit", signal), "cut-replay") is not None
+    published = {(e[b"span_id"].decode(), orjson.loads(e[b"data"])["signal"])
+                 for _, e in await redis_client.xrange(keys.events)
+                 if e[b"type"] == b"implicit"}  # fmt: skip
+    assert published == {("7" * 16, "regenerated"), ("9" * 16, "stopped")}
 
 
 @pytest.mark.parametrize("window", ["0", "2592001", "ten"])

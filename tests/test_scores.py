@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from proxy.core.records import ScoreRecord
 from proxy.feedback.scores import InvalidScore, parse_score, score_record
 from proxy.store.embedded import EmbeddedRedis
+from proxy.store.errors import StoreUnavailable
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from tests.conftest import RunningProxy, StartProxy
@@ -195,7 +196,45 @@ async def test_replayed_score_is_stored_once_and_may_create_its_trace(
     assert [s["score_id"] for s in trace["scores"]] == ["s-1"]
     assert await redis_client.zscore(keys.index("score", "judge"), "early") is not None
     entries = [e for _, e in await redis_client.xrange(keys.events) if e[b"type"] == b"score"]
-    assert len(entries) == 1
+    assert len(entries) == 2  # a replay publishes again: consumers dedupe on score_id
+    assert {orjson.loads(e[b"data"])["score_id"] for e in entries} == {"s-1"}
+
+
+async def test_a_score_whose_second_step_failed_reaches_the_stream_on_replay(
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live merge lands but its second step (indexes, stream) fails, so the client hears
+    "queued"; the replay finds the score stored ("duplicate") and still publishes it once."""
+    await make_trace(store, "cut-score")
+    record = _record("cut-score", name="judge", value=0.4, score_id="cut-1")
+    real = store._score_indexes
+
+    async def fail(*args: Any) -> None:
+        raise StoreUnavailable("second step cut")
+
+    monkeypatch.setattr(store, "_score_indexes", fail)
+    with pytest.raises(StoreUnavailable):
+        await store.merge_score(record)
+    monkeypatch.setattr(store, "_score_indexes", real)
+    await store.write_batch([record])
+    entries = [e for _, e in await redis_client.xrange(keys.events) if e[b"type"] == b"score"]
+    assert [orjson.loads(e[b"data"])["score_id"] for e in entries] == ["cut-1"]
+    assert await redis_client.zscore(keys.index("score", "judge"), "cut-score") is not None
+
+
+async def test_a_late_older_score_is_not_published_again(
+    store: RedisStore, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """A replayed older version that loses to the stored newer one puts nothing on the stream
+    (it would tell consumers an outdated value)."""
+    await make_trace(store, "late-score")
+    old = _record("late-score", name="judge", value=0.1, score_id="s")
+    new = _record("late-score", name="judge", value=0.9, score_id="s")
+    new["score"]["created_at"] = "2999-01-01T00:00:00.000Z"
+    await store.merge_score(new)
+    await store.write_batch([old])
+    entries = [e for _, e in await redis_client.xrange(keys.events) if e[b"type"] == b"score"]
+    assert [orjson.loads(e[b"data"])["value"] for e in entries] == [0.9]
 
 
 async def test_an_older_version_never_replaces_a_newer_one(store: RedisStore) -> None:

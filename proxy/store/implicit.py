@@ -35,7 +35,7 @@ class Signal:
     model: str
     upstream: str
     data: bytes  # the signal JSON ({signal, at, by_span_id})
-    new: bool  # recorded by this write (False: a replay; counted idempotently, not published)
+    new: bool  # recorded by this span, also on its replay (False: another span's, not published)
 
 
 def span_args(record: SpanRecord, window_ms: int, prefix: str, now_ms: int) -> tuple[Any, ...]:
@@ -62,20 +62,21 @@ def session_command(
     return (keys.session_inputs(session),), args
 
 
-def stopped_signal(record: SpanRecord, created_ms: int, new: bool) -> Signal | None:
-    """The span's own ``stopped`` signal (set by the recorder), if it has one."""
+def stopped_signal(record: SpanRecord, created_ms: int) -> Signal | None:
+    """The span's own ``stopped`` signal (set by the recorder), if it has one; published on a
+    replay too (counted idempotently)."""
     span = record["span"]
     for signal in span.get("implicit") or ():
         if signal["signal"] == "stopped":
             return Signal(record["trace"]["trace_id"], created_ms, span["span_id"], "stopped",
                           span.get("model") or "", span.get("upstream") or "",
-                          orjson.dumps(signal), new)  # fmt: skip
+                          orjson.dumps(signal), True)  # fmt: skip
     return None
 
 
 def regenerated_signal(trace_id: str, created_ms: int, reply: list[Any]) -> Signal:
     """A same-trace regeneration as record_span.lua returns it (earlier span, model,
-    upstream, signal JSON)."""
+    upstream, signal JSON), for a new span or the replay of the span that recorded it."""
     span_id, model, upstream, data = (part.decode() for part in reply)
     return Signal(trace_id, created_ms, span_id, "regenerated", model, upstream,
                   data.encode(), True)  # fmt: skip

@@ -248,7 +248,7 @@ class RedisStore:
                 continue
             queue_pairs(after, pair_sha, self._keys, record["trace_id"], result, self._retention_s)
             scored.append((record["trace_id"], result.created_ms, list(result.indexes)))
-            if result.status != "duplicate":
+            if not result.stale:  # a duplicate too: this step may be what failed before
                 after.xadd(self._keys.events, score_entry(record),
                            maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
         await self._score_indexes(scored, after)
@@ -305,7 +305,7 @@ class RedisStore:
                 states.append((trace_id, reply[2]))
             if reply[6]:
                 signals.append(regenerated_signal(trace_id, created, reply[6]))
-            stop = stopped_signal(record, created, new=new)
+            stop = stopped_signal(record, created)
             if stop is not None and created:
                 signals.append(stop)
         pipe = await self._stats_pipe(states, self._batch())
@@ -339,7 +339,8 @@ class RedisStore:
         return [record for record, _ in queued]
 
     async def _queue_signals(self, pipe: Any, signals: list[Signal]) -> None:
-        """Count each signal once in its trace's hour; publish the ones recorded just now."""
+        """Count each signal once in its trace's hour; publish the ones recorded by this span
+        (also on a replay: the step that failed may have been this one; consumers dedupe)."""
         if not signals:
             return
         sha = await self._sha("implicit_count")

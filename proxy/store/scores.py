@@ -27,7 +27,9 @@ from proxy.store.scripting import SCRIPTS, queue_script
 from proxy.store.stats import HOUR_MS, hour_of
 
 MAX_SCORES_PER_TRACE = 100
-_STATUS = {1: "applied", 2: "replaced", 3: "duplicate", -1: "full", -2: "no_trace"}
+_STATUS = {
+    1: "applied", 2: "replaced", 3: "duplicate", 4: "duplicate", -1: "full", -2: "no_trace"
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class ScoreResult:
     created_ms: int = 0
     states: tuple[dict[str, Any], ...] = ()  # {name, v, c, score JSON or False}
     indexes: tuple[str, ...] = ()
+    stale: bool = False  # a duplicate older than the stored version: never published again
 
 
 def score_args(
@@ -60,6 +63,7 @@ def parse_score_result(raw: list[Any]) -> ScoreResult:
         created_ms=int(raw[1]),
         states=tuple(orjson.loads(raw[2])),
         indexes=tuple(name.decode() for name in raw[3:]),
+        stale=int(raw[0]) == 4,
     )
 
 

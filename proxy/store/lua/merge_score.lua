@@ -7,8 +7,9 @@
 --       8 the score index name prefix, 9 the score_label index name prefix, 10 the time index.
 -- Returns {status, created_ms, pair states JSON, index key names to score at created_ms...}.
 -- status: 1 new, 2 replaced (same score_id, newer content), 3 nothing changed (the same score
--- again, or an older one than stored; the rest still comes back, so a replay can finish a
--- second step that failed), -1 the trace holds the maximum of scores, -2 no such trace.
+-- again), 4 nothing changed (an older one than stored); for 3 and 4 the rest still comes back,
+-- so a replay can finish a second step that failed, -1 the trace holds the maximum of scores,
+-- -2 no such trace.
 -- The pair states are one {name, v, c, score JSON or false} per score name this change
 -- touched: the trace's latest score of that name now (false: none left), version v, created c.
 local trace, indexes, scores = KEYS[1], KEYS[9], KEYS[10]
@@ -58,7 +59,7 @@ local stored = redis.call('HGET', scores, id)
 if stored == json then return finish(3, false, false) end
 local previous = stored and cjson.decode(stored) or false
 if previous and previous.created_at > new.created_at then
-  return finish(3, false, false)  -- a stored newer version of this score wins over a late one
+  return finish(4, false, false)  -- a stored newer version of this score wins over a late one
 end
 local cap = tonumber(ARGV[7])
 if not previous and cap > 0 and redis.call('HLEN', scores) >= cap then

@@ -16,7 +16,7 @@
 -- idempotent). The stats state (stats_state.lua) comes back when the trace has feedback and
 -- this span put it in a new index (a model or upstream to count it under), changed a
 -- dimension's value, or moved its creation time (to another hour's counters); a replay
--- returns it unchanged. The
+-- returns it unchanged, and the regeneration this span recorded when first stored. The
 -- names are this span's indexes, or every index of the trace when this span moved the
 -- trace's creation time back, so that every index scores the trace by its creation time.
 -- Implicit feedback: after the D dimension keys come the input hash of the call ('' = none),
@@ -24,7 +24,9 @@
 -- and the span's upstream. A new span whose input equals the trace's latest earlier span's
 -- within the window records "regenerated" on that earlier span (span feedback hash, field
 -- "i\31<span>\31regenerated"), lists the trace in the regenerated index, and returns
--- {earlier span_id, its model, its upstream, signal JSON} in the seventh slot (else false).
+-- {earlier span_id, its model, its upstream, signal JSON} in the seventh slot (else false);
+-- it also notes the earlier span in the trace hash ('regen:<span>'), so a replay of this
+-- span returns the same regeneration again (its count is idempotent, consumers dedupe).
 local trace, spans, attrs, tags, models, indexes =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[9]
 local n, t, m = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -38,11 +40,26 @@ for i = first_index + m + 3, first_index + m + 2 + tonumber(ARGV[first_index + m
   is_dim[ARGV[i]] = true
 end
 
+local after = first_index + m + 3 + #dims
+
+-- A replay: the regeneration this span recorded when first stored ('regen:<span>' in the
+-- trace hash names the earlier span), so the second step can count and publish it again.
+local function recorded_regeneration()
+  local prev = redis.call('HGET', trace, 'regen:' .. ARGV[2])
+  if not prev or not ARGV[after + 3] then return false end
+  local p_span, p_model, p_upstream = string.match(prev, '^([^\31]*)\31([^\31]*)\31(.*)$')
+  local signal = redis.call('HGET', KEYS[8], 'i\31' .. p_span .. '\31regenerated')
+  if not signal then return false end
+  own[#own + 1] = ARGV[after + 3] .. 'regenerated'
+  return {p_span, p_model, p_upstream, signal}
+end
+
 if redis.call('HSETNX', spans, ARGV[2], ARGV[3]) == 0 then
   local known = redis.call('HGET', trace, 'created_ms')
   if not known then return {0, 0, false, false, false, 0, false} end
+  local regen = recorded_regeneration()
   local result = {0, known, stats_state(trace, attrs, models, indexes, ARGV[14], false, nil, dims),
-                  redis.call('HGET', trace, 'cost_pusd') or false, false, 0, false}
+                  redis.call('HGET', trace, 'cost_pusd') or false, false, 0, regen}
   for _, k in ipairs(own) do result[#result + 1] = k end
   return result
 end
@@ -100,13 +117,14 @@ local function regenerated(digest, window_ms, at, prefix, upstream)
   if redis.call('HSETNX', KEYS[8], 'i\31' .. p_span .. '\31regenerated', signal) == 0 then
     return false
   end
+  redis.call('HSET', trace, 'regen:' .. ARGV[2],
+             p_span .. '\31' .. p_model .. '\31' .. p_upstream)
   local name = prefix .. 'regenerated'
   redis.call('SADD', indexes, name)
   own[#own + 1] = name
   return {p_span, p_model, p_upstream, signal}
 end
 
-local after = first_index + m + 3 + #dims
 local regen = false
 if ARGV[after] and ARGV[after] ~= '' then
   regen = regenerated(ARGV[after], tonumber(ARGV[after + 1]), ARGV[after + 2],

@@ -288,6 +288,18 @@ def test_a_span_record_is_redacted_once_in_place_with_its_counts() -> None:
     assert span["redacted"] == {"email": 2}
 
 
+def test_a_span_error_is_redacted_and_counted() -> None:
+    """A provider's error message may quote the input: it is redacted like the output."""
+    record = span_with(None, None)
+    record["span"]["error"] = "invalid_request_error: bad value 'a@b.io' in messages[0]"
+    redact_record(Redactor(("email",)), record)
+    assert (
+        record["span"]["error"]
+        == "invalid_request_error: bad value '[REDACTED:email]' in messages[0]"
+    )
+    assert record["span"]["redacted"] == {"email": 1}
+
+
 def test_a_feedback_record_has_its_comment_redacted() -> None:
     """The comment is redacted; the vote and other attributes stay."""
     record = {

@@ -2,8 +2,8 @@
 
 What is redacted, by record kind:
 
-- ``span``: the input and the output (text and tool calls); the counts go into the span as
-  ``redacted`` (``{"email": 2}``; ``{}`` when nothing was found);
+- ``span``: the input, the output (text and tool calls) and the error text; the counts go
+  into the span as ``redacted`` (``{"email": 2}``; ``{}`` when nothing was found);
 - ``feedback``: the comment (``user_feedback_comment``); counts in the event's ``redacted``;
 - ``score``: the evaluator's ``explanation``; counts in the score's ``redacted``;
 - any other kind (one added later): every string under a key named ``explanation`` or
@@ -69,7 +69,7 @@ def _redact(redactor: Redactor, record: Any) -> None:
 def _drop_text(record: Any) -> None:
     failed = {"unredactable": 1}
     if record.get("kind") == "span":
-        record["span"].update(input=None, output=None, redacted=failed)
+        record["span"].update(input=None, output=None, error=None, redacted=failed)
     elif record.get("kind") == "score":
         record["score"].update(explanation=None, redacted=failed)
     elif record.get("kind") == "feedback":
@@ -100,6 +100,8 @@ def _span(redactor: Redactor, span: dict[str, Any]) -> None:
     span["input"] = redactor.value(span.get("input"), counts)
     if span.get("output") is not None:
         span["output"] = redactor.value(span["output"], counts)
+    if isinstance(span.get("error"), str):  # a provider's message may quote the input
+        span["error"] = redactor.text(span["error"], counts)
     span["redacted"] = counts
 
 

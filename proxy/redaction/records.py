@@ -36,9 +36,14 @@ def redactor_for(redact: RedactSettings, token_secret: str) -> Redactor | None:
     (an HMAC of a fixed label, so the stored hashes reveal nothing of the token secret)."""
     if not redact.kinds and not redact.patterns:
         return None
+    return Redactor(redact.kinds, redact.mode, redact.patterns, hash_key(redact, token_secret))
+
+
+def hash_key(redact: RedactSettings, token_secret: str) -> bytes:
+    """The key of what the proxy stores as a keyed hash (hash-mode tokens, the implicit input
+    hash): from ``capture.redact.key``, else ``feedback.token_secret``; empty without both."""
     source = redact.key or token_secret
-    key = hmac.new(source.encode(), _KEY_CONTEXT, hashlib.sha256).digest() if source else b""
-    return Redactor(redact.kinds, redact.mode, redact.patterns, key)
+    return hmac.new(source.encode(), _KEY_CONTEXT, hashlib.sha256).digest() if source else b""
 
 
 def redact_record(redactor: Redactor, record: Any) -> None:

@@ -78,7 +78,7 @@ def span_record(i: int, variant: str) -> dict[str, Any]:
     record: Any = recorder.record({}, 200, None)
     if variant.startswith("on"):
         implicit.observe(record, None, recorder.streaming, recorder.request_input(),
-                         time.time() * 1000)  # fmt: skip
+                         time.time() * 1000, b"bench")  # fmt: skip
     return dict(record)
 
 

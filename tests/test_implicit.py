@@ -5,6 +5,7 @@ user_feedback."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from proxy.store.redis_store import RedisStore
 from tests.conftest import RunningProxy, StartProxy
 from tests.factories import span_record
 from tests.recording_helpers import wait_for_trace
+from tests.test_redaction_e2e import redis_dump
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis_backends
@@ -117,6 +119,22 @@ async def test_same_input_again_in_the_trace_marks_the_earlier_span(
     await eventually(published, until=lambda got: got == [(first, second)], what="the entry")
 
 
+async def test_the_stored_input_hash_is_keyed(
+    proxy: RunningProxy, http: aiohttp.ClientSession, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """The input hash is kept even with X-Capture: metadata: a plain SHA-256 of the input would
+    let anyone with Redis confirm a guessed prompt, so Redis holds a keyed one only."""
+    headers = {"X-Trace-Id": "regen-key", "X-Session-Id": "s-key", "X-Capture": "metadata"}
+    await call(http, proxy, headers)
+    await call(http, proxy, headers)
+    await wait_for_trace(http, proxy.admin_url, "regen-key", spans=2)
+    plain = hashlib.sha256(orjson.dumps({"messages": MESSAGES}, option=orjson.OPT_SORT_KEYS))
+    dump = await redis_dump(redis_client, keys.prefix)
+    assert plain.hexdigest().encode() not in dump
+    assert b"What is the capital" not in dump
+    assert input_hash({"messages": MESSAGES}, b"a") != input_hash({"messages": MESSAGES}, b"b")
+
+
 async def test_same_input_in_another_trace_of_the_session(
     proxy: RunningProxy, http: aiohttp.ClientSession
 ) -> None:
@@ -137,7 +155,7 @@ async def test_same_input_in_another_trace_of_the_session(
 
 
 def _with_input(record: dict[str, Any], session: str | None = None) -> dict[str, Any]:
-    record["input_hash"] = input_hash({"messages": MESSAGES})
+    record["input_hash"] = input_hash({"messages": MESSAGES}, b"k")
     if session:
         record["trace"]["session_id"] = session
     return record
@@ -294,16 +312,16 @@ def test_observe_marks_a_client_stop_of_a_stream_only() -> None:
 
     def observed(error: str | None, streaming: bool) -> dict[str, Any]:
         record = span_record("pure", "6" * 16)
-        observe(record, error, streaming, {"messages": MESSAGES}, 1_800_000_000_000)  # type: ignore[arg-type]
+        observe(record, error, streaming, {"messages": MESSAGES}, 1_800_000_000_000, b"k")  # type: ignore[arg-type]
         return record
 
     assert observed("client_disconnected", True)["span"]["implicit"][0]["signal"] == "stopped"
     assert "implicit" not in observed("client_disconnected", False)["span"]
     assert "implicit" not in observed("upstream_broken", True)["span"]
     assert "implicit" not in observed(None, True)["span"]
-    assert observed(None, False)["input_hash"] == input_hash({"messages": MESSAGES})
-    one = input_hash({"messages": [{"role": "user", "content": "x"}], "tools": []})
-    assert one == input_hash({"tools": [], "messages": [{"content": "x", "role": "user"}]})
-    assert one != input_hash({"messages": [{"role": "user", "content": "y"}], "tools": []})
-    assert input_hash(None) is None
-    assert input_hash({}) is None
+    assert observed(None, False)["input_hash"] == input_hash({"messages": MESSAGES}, b"k")
+    one = input_hash({"messages": [{"role": "user", "content": "x"}], "tools": []}, b"k")
+    assert one == input_hash({"tools": [], "messages": [{"content": "x", "role": "user"}]}, b"k")
+    assert one != input_hash({"messages": [{"role": "user", "content": "y"}], "tools": []}, b"k")
+    assert input_hash(None, b"k") is None
+    assert input_hash({}, b"k") is None

@@ -222,6 +222,28 @@ def test_tokens_already_in_the_text_are_left_alone() -> None:
         assert redacted(once, redactor) == (once, {})
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[api key]sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", "[api key][REDACTED:secret]"),
+        ("x]AKIAIOSFODNN7EXAMPLE", "x][REDACTED:secret]"),
+        ("[me]jane.doe@example.com", "[me][REDACTED:email]"),
+        ("[REDACTED:x]sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", "[REDACTED:x][REDACTED:secret]"),
+        ("jane.doe@example.com[REDACTED:x]", "[REDACTED:email][REDACTED:x]"),
+        ("card 4111111111111111[note]", "card [REDACTED:credit_card][note]"),
+    ],
+)
+def test_a_value_next_to_a_bracket_or_a_token_is_found(text: str, expected: str) -> None:
+    """Brackets are boundaries like any punctuation; a token next to a value is kept as it is,
+    and redacting the result again changes nothing."""
+    for redactor in (ALL, Redactor(BUILTIN_KINDS, "hash", key=b"k")):
+        once, counts = redacted(text, redactor)
+        if redactor is ALL:
+            assert once == expected
+        assert sum(counts.values()) == 1
+        assert redacted(once, redactor) == (once, {})
+
+
 def test_nested_values_are_redacted_and_keys_kept() -> None:
     """Every string of a JSON value is redacted, at any depth; keys and numbers stay."""
     value = {"messages": [{"role": "user", "content": [{"type": "text", "text": "me@x.org"}]}],
@@ -264,6 +286,18 @@ def test_a_span_record_is_redacted_once_in_place_with_its_counts() -> None:
     redact_record(redactor, record)
     assert span["input"] == "c@d.io"
     assert span["redacted"] == {"email": 2}
+
+
+def test_a_span_error_is_redacted_and_counted() -> None:
+    """A provider's error message may quote the input: it is redacted like the output."""
+    record = span_with(None, None)
+    record["span"]["error"] = "invalid_request_error: bad value 'a@b.io' in messages[0]"
+    redact_record(Redactor(("email",)), record)
+    assert (
+        record["span"]["error"]
+        == "invalid_request_error: bad value '[REDACTED:email]' in messages[0]"
+    )
+    assert record["span"]["redacted"] == {"email": 1}
 
 
 def test_a_feedback_record_has_its_comment_redacted() -> None:

@@ -223,6 +223,21 @@ async def test_capture_metadata_keeps_model_usage_and_timing_but_no_content(
     assert span["duration_ms"] > 0
 
 
+async def test_capture_metadata_keeps_only_the_type_of_a_provider_error(
+    proxy: RunningProxy, http: aiohttp.ClientSession
+) -> None:
+    """The provider's error message may quote the input: with X-Capture: metadata the span
+    keeps only the error's type."""
+    body = chat_body("error-500", "private words")
+    status, _ = await post_chat(http, proxy, "cap-err", body, **{"X-Capture": "metadata"})
+    assert status == 500
+    span = (await wait_for_trace(http, proxy.admin_url, "cap-err"))["spans"][0]
+    assert span["error"] == "server_error"
+    status, _ = await post_chat(http, proxy, "cap-err-full", body)
+    span = (await wait_for_trace(http, proxy.admin_url, "cap-err-full"))["spans"][0]
+    assert span["error"] == "server_error: The server had an error (fake)"
+
+
 @pytest.mark.parametrize("value", ["full", "none", "", "metadata, full", "métadata"])
 async def test_a_bad_capture_header_is_a_400_and_nothing_is_forwarded(
     proxy: RunningProxy, fake_provider: FakeProvider, http: aiohttp.ClientSession, value: str

@@ -160,7 +160,8 @@ class Call:
             if services.settings.implicit.enabled:
                 recorder = self.recorder
                 streaming, parsed = recorder.streaming, recorder.request_input()
-                implicit.observe(record, self.error, streaming, parsed, time.time() * 1000)
+                now_ms = time.time() * 1000
+                implicit.observe(record, self.error, streaming, parsed, now_ms, services.hash_key)
             services.writer.submit(record)
             span = record["span"]
             services.feedback.span_recorded(record["trace"]["trace_id"], span["model"])

@@ -29,6 +29,7 @@ class GatewayServices:
     feedback: FeedbackService
     feedback_rules: FeedbackRules
     token_secret: bytes
+    hash_key: bytes  # of the implicit input hash (redaction.hash_key)
     call_metrics: CallMetrics
     lifecycle: Lifecycle
 

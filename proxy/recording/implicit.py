@@ -14,6 +14,7 @@ signals of docs/reference.md §12, without a round trip of its own:
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 import orjson
@@ -23,12 +24,14 @@ from proxy.core.records import ImplicitSignal, SpanRecord, iso_from_ms
 CLIENT_GONE = "client_disconnected"
 
 
-def input_hash(parsed_input: dict[str, Any] | None) -> str | None:
-    """SHA-256 (hex) of the call's input as the provider parser read it (messages, system,
-    tools), keys sorted so equal inputs hash equal; None without an input."""
+def input_hash(parsed_input: dict[str, Any] | None, key: bytes) -> str | None:
+    """HMAC-SHA256 (hex) of the call's input as the provider parser read it (messages, system,
+    tools), keys sorted so equal inputs hash equal; None without an input. Keyed, so a stored
+    hash cannot confirm a guessed prompt (it is kept even with ``X-Capture: metadata``)."""
     if not parsed_input:
         return None
-    return hashlib.sha256(orjson.dumps(parsed_input, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    message = b"implicit input\0" + orjson.dumps(parsed_input, option=orjson.OPT_SORT_KEYS)
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def stopped(at_ms: float) -> ImplicitSignal:
@@ -41,10 +44,11 @@ def observe(
     streaming: bool,
     parsed_input: dict[str, Any] | None,
     now_ms: float,
+    key: bytes,
 ) -> None:
     """Add the stopped signal and the input hash to ``record`` (in place)."""
     if error == CLIENT_GONE and streaming:
         record["span"]["implicit"] = [stopped(now_ms)]
-    digest = input_hash(parsed_input)
+    digest = input_hash(parsed_input, key)
     if digest is not None:
         record["input_hash"] = digest

@@ -170,7 +170,7 @@ class Recorder:
             "output": content["output"],
             "request_bytes": self._request_size,
             "response_bytes": self._body_size,
-            "error": error or response.error,
+            "error": error or self._provider_error(response.error),
             "attributes": {},
             "tags": [],
         }
@@ -218,6 +218,14 @@ class Recorder:
         if self._decoder is None and self._body:
             self._response.feed_json(bytes(self._body))
         return self._response.result()
+
+    def _provider_error(self, text: str | None) -> str | None:
+        """The provider's ``"type: message"``; without bodies (``X-Capture: metadata``) only
+        its type, since the message may quote the input. A message with no type: ``error``."""
+        if text is None or self._capture.bodies:
+            return text
+        kind, sep, _ = text.partition(": ")
+        return kind if sep and kind else "error"
 
     def _content(self, request: ParsedRequest, response: ParsedResponse) -> _Content:
         if not self._capture.bodies:

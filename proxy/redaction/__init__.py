@@ -4,7 +4,7 @@ it. ``detectors`` finds values of each kind, ``redactor`` replaces them (mask or
 ``records`` applies it to the writer's records. Pure: imports neither aiohttp nor redis.
 """
 
-from proxy.redaction.records import redact_record, redactor_for
+from proxy.redaction.records import hash_key, redact_record, redactor_for
 from proxy.redaction.redactor import BUILTIN_KINDS, Redactor
 
-__all__ = ["BUILTIN_KINDS", "Redactor", "redact_record", "redactor_for"]
+__all__ = ["BUILTIN_KINDS", "Redactor", "hash_key", "redact_record", "redactor_for"]

@@ -49,8 +49,8 @@ class _Prefixed:
 # A value starts at a boundary (not inside "task-..." or "mask_live_..."), or right after a
 # JSON escape (\n, \r, \t): raw bodies are stored as JSON text, where a newline is "\n".
 _ESCAPED = r"|(?<=\\[nrt])"
-_B = r"(?:(?<![A-Za-z0-9_\-\]])" + _ESCAPED + ")"
-_E = r"(?![A-Za-z0-9_\-\[])"
+_B = r"(?:(?<![A-Za-z0-9_\-])" + _ESCAPED + ")"
+_E = r"(?![A-Za-z0-9_\-])"
 
 
 def _p(triggers: str, pattern: str, group: int = 0, body: int | None = None) -> _Prefixed:
@@ -152,11 +152,8 @@ def _find_secrets(text: str) -> Found:
 
 # -- email: from each "@", the local part to its left and a domain with a TLD to its right
 
-# Every kind's boundaries treat a "]" before it and a "[" after it as part of a word: our
-# tokens end and start with them, so a redacted value never turns its neighbours into a match.
-
-_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+\-\]])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}$")
-_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b(?!\[)")
+_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}$")
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b")
 
 
 def _find_emails(text: str) -> Found:
@@ -176,27 +173,27 @@ def _find_emails(text: str) -> Found:
 # then run on those windows only (a text's other digits cost nothing more).
 
 _RUN = re.compile(r"[0-9][0-9 .\-()/]{5,}[0-9]")
-_CARD = re.compile(r"(?:(?<![\w.\-+\]])" + _ESCAPED + r")[0-9](?:[ \-]?[0-9]){12,60}(?![\w\[])")
+_CARD = re.compile(r"(?:(?<![\w.\-+])" + _ESCAPED + r")[0-9](?:[ \-]?[0-9]){12,60}(?![\w])")
 _IBAN = re.compile(
-    r"(?:(?<![A-Za-z0-9\]])" + _ESCAPED + r")[A-Z]{2}[0-9]{2}"
-    r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![A-Za-z0-9\[])"
+    r"(?:(?<![A-Za-z0-9])" + _ESCAPED + r")[A-Z]{2}[0-9]{2}"
+    r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![A-Za-z0-9])"
 )
 _PHONE = re.compile(
-    r"(?:(?<![\w+\-.\]])" + _ESCAPED + r")(?:"
+    r"(?:(?<![\w+\-.])" + _ESCAPED + r")(?:"
     r"\+[1-9][0-9]{0,2}(?:[ .\-]?\(?[0-9]{1,5}\)?){1,6}"  # +44 20 7946 0958, +1 (555) 123-4567
     r"|\(?[2-9][0-9]{2}\)?[ .\-]?[0-9]{3}[ .\-][0-9]{4}"  # (555) 123-4567, 555.123.4567
-    r")(?![\w\-\[]|\.[0-9])"
+    r")(?![\w\-]|\.[0-9])"
 )
 _IPV4 = re.compile(
-    r"(?:(?<![\w.\-\]])" + _ESCAPED + r")(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![\w\-\[]|\.[0-9])"
+    r"(?:(?<![\w.\-])" + _ESCAPED + r")(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![\w\-]|\.[0-9])"
 )
 _IPV6_SEED = re.compile(r":(?::|[0-9A-Fa-f]{1,4}:)")
 _IPV6 = re.compile(
-    r"(?:(?<![\w:.\]])"
+    r"(?:(?<![\w:.])"
     + _ESCAPED
     + r")(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?"
-    r"(?![\w:\[]|\.[0-9])"
+    r"(?![\w:]|\.[0-9])"
 )
 _VERSION_BEFORE = re.compile(r"(?i)(?<![a-z])(?:version|ver\.?|release|build|v)[ :]*$")
 _HEXCOLON = frozenset("0123456789abcdefABCDEF:.")

@@ -2,8 +2,8 @@
 
 What is redacted, by record kind:
 
-- ``span``: the input and the output (text and tool calls); the counts go into the span as
-  ``redacted`` (``{"email": 2}``; ``{}`` when nothing was found);
+- ``span``: the input, the output (text and tool calls) and the error text; the counts go
+  into the span as ``redacted`` (``{"email": 2}``; ``{}`` when nothing was found);
 - ``feedback``: the comment (``user_feedback_comment``); counts in the event's ``redacted``;
 - ``score``: the evaluator's ``explanation``; counts in the score's ``redacted``;
 - any other kind (one added later): every string under a key named ``explanation`` or
@@ -36,9 +36,14 @@ def redactor_for(redact: RedactSettings, token_secret: str) -> Redactor | None:
     (an HMAC of a fixed label, so the stored hashes reveal nothing of the token secret)."""
     if not redact.kinds and not redact.patterns:
         return None
+    return Redactor(redact.kinds, redact.mode, redact.patterns, hash_key(redact, token_secret))
+
+
+def hash_key(redact: RedactSettings, token_secret: str) -> bytes:
+    """The key of what the proxy stores as a keyed hash (hash-mode tokens, the implicit input
+    hash): from ``capture.redact.key``, else ``feedback.token_secret``; empty without both."""
     source = redact.key or token_secret
-    key = hmac.new(source.encode(), _KEY_CONTEXT, hashlib.sha256).digest() if source else b""
-    return Redactor(redact.kinds, redact.mode, redact.patterns, key)
+    return hmac.new(source.encode(), _KEY_CONTEXT, hashlib.sha256).digest() if source else b""
 
 
 def redact_record(redactor: Redactor, record: Any) -> None:
@@ -69,7 +74,7 @@ def _redact(redactor: Redactor, record: Any) -> None:
 def _drop_text(record: Any) -> None:
     failed = {"unredactable": 1}
     if record.get("kind") == "span":
-        record["span"].update(input=None, output=None, redacted=failed)
+        record["span"].update(input=None, output=None, error=None, redacted=failed)
     elif record.get("kind") == "score":
         record["score"].update(explanation=None, redacted=failed)
     elif record.get("kind") == "feedback":
@@ -100,6 +105,8 @@ def _span(redactor: Redactor, span: dict[str, Any]) -> None:
     span["input"] = redactor.value(span.get("input"), counts)
     if span.get("output") is not None:
         span["output"] = redactor.value(span["output"], counts)
+    if isinstance(span.get("error"), str):  # a provider's message may quote the input
+        span["error"] = redactor.text(span["error"], counts)
     span["redacted"] = counts
 
 

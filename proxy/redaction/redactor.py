@@ -104,16 +104,18 @@ class Redactor:
         return _rebuild(value, zip(strings, redacted.split(_SEP), strict=True), 0)
 
     def _find(self, text: str) -> list[tuple[int, int, int]]:
+        # Our own tokens are blanked (same length, NUL: a boundary for every kind) before the
+        # detectors run, so they are never matched, nor glue a neighbour to a word.
+        tokens = [m.span() for m in TOKEN.finditer(text)] if "[" in text else []
+        scanned = _blanked(text, tokens) if tokens else text
         found = [
             (start, stop, rank)
             for rank, detector in enumerate(self._detectors)
-            for start, stop in detector.find(text)
+            for start, stop in detector.find(scanned)
         ]
         forget()
-        if found and "[" in text:
-            tokens = [m.span() for m in TOKEN.finditer(text)]
-            if tokens:
-                found = [f for f in found if not _overlaps(f, tokens)]
+        if found and tokens:
+            found = [f for f in (_outside(f, tokens) for f in found) if f[1] > f[0]]
         if found and _SEP in text:  # joined strings: a value ends where its string ends
             found = [f for f in map(partial(_clipped, text), found) if f[1] > f[0]]
         return found
@@ -158,9 +160,22 @@ def _rebuild(value: Any, texts: Iterator[tuple[str, str]], depth: int) -> Any:
     return value
 
 
-def _overlaps(found: tuple[int, int, int], tokens: list[tuple[int, int]]) -> bool:
-    start, stop, _ = found
-    return any(start < t_stop and t_start < stop for t_start, t_stop in tokens)
+def _blanked(text: str, tokens: list[tuple[int, int]]) -> str:
+    pieces, end = [], 0
+    for start, stop in tokens:
+        pieces += [text[end:start], _SEP * (stop - start)]
+        end = stop
+    pieces.append(text[end:])
+    return "".join(pieces)
+
+
+def _outside(found: tuple[int, int, int], tokens: list[tuple[int, int]]) -> tuple[int, int, int]:
+    """A value cut at the first token it reaches (empty if it starts inside one)."""
+    start, stop, rank = found
+    for t_start, t_stop in tokens:
+        if start < t_stop and t_start < stop:
+            return (start, max(start, t_start), rank)
+    return found
 
 
 def _merged(found: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

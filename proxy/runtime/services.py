@@ -48,7 +48,7 @@ from proxy.metrics.cost import CostCounter
 from proxy.metrics.export import ExportCounts
 from proxy.metrics.feedback import FeedbackCounts
 from proxy.recording.pricing import SpanPricer, price_data_version
-from proxy.redaction import redact_record, redactor_for
+from proxy.redaction import hash_key, redact_record, redactor_for
 from proxy.store.connection import connect_to
 from proxy.store.datasets import DatasetStore
 from proxy.store.keys import Keys
@@ -78,6 +78,7 @@ class Services:
     feedback: FeedbackService
     feedback_rules: FeedbackRules
     token_secret: bytes
+    hash_key: bytes
     session: aiohttp.ClientSession
     call_metrics: CallMetrics
     lifecycle: Lifecycle
@@ -96,6 +97,7 @@ class Services:
             feedback=self.feedback,
             feedback_rules=self.feedback_rules,
             token_secret=self.token_secret,
+            hash_key=self.hash_key,
             call_metrics=self.call_metrics,
             lifecycle=self.lifecycle,
         )
@@ -190,6 +192,7 @@ async def open_services(
             feedback=feedback,
             feedback_rules=FeedbackRules.from_settings(settings.feedback),
             token_secret=settings.feedback.token_secret.encode(),
+            hash_key=hash_key(settings.capture.redact, settings.feedback.token_secret),
             session=session,
             call_metrics=CallMetrics(),
             lifecycle=Lifecycle(),

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,12 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.store_write import start_redis  # the same Redis and answer as the write bench
 from proxy.core.records import iso_from_ms
 from proxy.feedback.events import feedback_record
 from proxy.feedback.parse import Feedback, feedback_tags
 from proxy.feedback.scores import parse_score, score_record
 from proxy.store.connection import connect
-from proxy.store.embedded import free_port, redis_server_binary
+from proxy.store.embedded import free_port
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.store.scores import AgreementQuery, AgreementStats
@@ -92,14 +92,6 @@ async def timed(stats: AgreementStats, query: AgreementQuery, runs: int = 20) ->
         n = answer["n"]
     p50, p90 = statistics.median(times), statistics.quantiles(times, n=10)[-1]
     return f"{p50:8.1f} / {p90:8.1f} ms  (n = {n}, kappa = {answer['cohen_kappa']:.3f})"
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 async def main(total: int) -> None:

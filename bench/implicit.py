@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,23 +39,16 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.store_write import RESPONSE, start_redis  # the same Redis and answer as the write bench
 from proxy.config import CaptureSettings
 from proxy.recording import implicit
 from proxy.recording.recorder import Recorder
 from proxy.store.connection import connect
-from proxy.store.embedded import free_port, redis_server_binary
+from proxy.store.embedded import free_port
 from proxy.store.keys import Keys
 from proxy.store.redis_store import RedisStore
 from proxy.tracing.context import parse_trace_context
 
-RESPONSE = orjson.dumps(
-    {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": "Hello there, how are you?"}}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
-    }
-)  # fmt: skip
 BATCH = 200
 VARIANTS = ("off", "on", "off+session", "on+session", "on+session, repeats")
 
@@ -142,14 +134,6 @@ def report(results: dict[str, list[dict[str, float]]]) -> None:
         ratios = [figure / median("off", key) for figure, key in zip(figures, columns, strict=True)]
         print(f"{variant:<22} {figures[0]:>10.1f} {figures[1]:>10.1f} {figures[2]:>8.1f} "
               f"{figures[3]:>7.1f}   " + " / ".join(f"{r:.2f}" for r in ratios))  # fmt: skip
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 async def main(spans: int, reps: int) -> None:

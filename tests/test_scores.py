@@ -222,29 +222,29 @@ async def test_a_score_whose_second_step_failed_reaches_the_stream_on_replay(
     assert await redis_client.zscore(keys.index("score", "judge"), "cut-score") is not None
 
 
+async def _merge_newer_then_replay_older(store: RedisStore, trace_id: str) -> None:
+    """Score "judge" at 0.9 (dated far ahead), then a late replay of its older 0.1 version."""
+    await make_trace(store, trace_id)
+    old = _record(trace_id, name="judge", value=0.1, score_id="s")
+    new = _record(trace_id, name="judge", value=0.9, score_id="s")
+    new["score"]["created_at"] = "2999-01-01T00:00:00.000Z"
+    await store.merge_score(new)
+    await store.write_batch([old])
+
+
 async def test_a_late_older_score_is_not_published_again(
     store: RedisStore, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     """A replayed older version that loses to the stored newer one puts nothing on the stream
     (it would tell consumers an outdated value)."""
-    await make_trace(store, "late-score")
-    old = _record("late-score", name="judge", value=0.1, score_id="s")
-    new = _record("late-score", name="judge", value=0.9, score_id="s")
-    new["score"]["created_at"] = "2999-01-01T00:00:00.000Z"
-    await store.merge_score(new)
-    await store.write_batch([old])
+    await _merge_newer_then_replay_older(store, "late-score")
     entries = [e for _, e in await redis_client.xrange(keys.events) if e[b"type"] == b"score"]
     assert [orjson.loads(e[b"data"])["value"] for e in entries] == [0.9]
 
 
 async def test_an_older_version_never_replaces_a_newer_one(store: RedisStore) -> None:
     """Out of order (a late replay of an earlier version): the newer score stays."""
-    await make_trace(store, "order")
-    old = _record("order", name="judge", value=0.1, score_id="s")
-    new = _record("order", name="judge", value=0.9, score_id="s")
-    new["score"]["created_at"] = "2999-01-01T00:00:00.000Z"
-    await store.merge_score(new)
-    await store.write_batch([old])
+    await _merge_newer_then_replay_older(store, "order")
     trace = await store.get_trace("order")
     assert trace is not None
     assert [s["value"] for s in trace["scores"]] == [0.9]

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from genai_prices import Usage, calc_price  # noqa: E402
 
+from proxy.recording.price_cache import load_price_table  # noqa: E402
 from proxy.recording.pricing import SpanPricer  # noqa: E402
 from proxy.store.keys import Keys  # noqa: E402
 from proxy.store.redis_store import RedisStore  # noqa: E402
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
     urls = {"openai": "https://api.openai.com", "anthropic": "https://api.anthropic.com"}
-    pricer = SpanPricer(urls)
+    pricer = SpanPricer(load_price_table(), urls)
     off = RedisStore(None, Keys("bench"), 30)  # type: ignore[arg-type]
     on = RedisStore(None, Keys("bench"), 30, pricer=pricer)  # type: ignore[arg-type]
     spans = [span_record(i)["span"] for i in range(len(SPANS))]

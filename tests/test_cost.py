@@ -16,6 +16,8 @@ import genai_prices
 import pytest
 from genai_prices import Usage, calc_price
 
+from proxy.recording.price_cache import load_price_table
+from proxy.recording.price_table import PriceTable
 from proxy.recording.pricing import MAX_CACHED, SpanPricer
 from proxy.store.query_plan import TraceFilter, driver_indexes
 from proxy.store.redis_store import RedisStore
@@ -208,6 +210,13 @@ async def test_stats_count_calls_and_cost_and_metrics_show_cost(
 # ----------------------------------------------------------------------------- cost filters
 
 
+def price_table() -> PriceTable:
+    """This process's price table (built once per genai-prices release, then read)."""
+    table = load_price_table()
+    assert table is not None
+    return table
+
+
 def priced_span(trace_id: str, span_id: str, prompt: int, started_ms: int) -> dict[str, Any]:
     """A span record of gpt-4o-mini with ``prompt`` input tokens, as the recorder builds it."""
     record = span_record(trace_id, span_id, started_ms)
@@ -221,7 +230,7 @@ async def test_cost_min_and_max_filter_traces_newest_first(
 ) -> None:
     """cost_min/cost_max return exactly the traces whose summed cost is in range, newest
     first, including a trace that crossed the bound with its second span."""
-    priced = RedisStore(redis_client, keys, 30, pricer=SpanPricer())
+    priced = RedisStore(redis_client, keys, 30, pricer=SpanPricer(price_table()))
     now = int(time.time() * 1000)
     prompts = [10, 100, 1_000, 10_000, 100_000, 1_000_000]  # $0.0000015 ... $0.15
     records = [
@@ -255,7 +264,7 @@ async def test_cost_filter_drives_from_a_cost_step_index(
 ) -> None:
     """Priced traces are listed in the cost-step indexes their cost reaches, and a cost filter
     walks the step index bounding it (not every trace) when it is the smallest candidate."""
-    priced = RedisStore(redis_client, keys, 30, pricer=SpanPricer())
+    priced = RedisStore(redis_client, keys, 30, pricer=SpanPricer(price_table()))
     try:
         await priced.write_batch([priced_span("cs-1", "a" * 16, 100_000, int(time.time() * 1000))])
         cost = (await store.get_trace("cs-1") or {})["cost_usd"]  # 100k tokens: $0.015
@@ -288,8 +297,8 @@ async def test_bad_cost_filters_are_400(proxy: RunningProxy, http: aiohttp.Clien
 
 def test_pricer_matches_genai_prices_and_caches_per_model() -> None:
     """The fast path gives genai-prices' figure for OpenAI and Anthropic models, also with
-    cache tokens; the lookup runs once per (provider, model) and hour; the cache is bounded."""
-    pricer = SpanPricer()
+    cache tokens; the lookup runs once per (provider, model); the cache is bounded."""
+    pricer = SpanPricer(price_table())
     started = int(time.time() * 1000)
     cases = [
         ("gpt-4o-mini", "/v1/chat/completions", {"input_tokens": 1234, "output_tokens": 56,
@@ -305,11 +314,11 @@ def test_pricer_matches_genai_prices_and_caches_per_model() -> None:
         span = {"upstream": "u", "method": "POST", "path": path, "model": model, "usage": usage}
         expected = reference(model, provider, output_tokens=usage["output_tokens"], **reported)
         assert pricer.cost(span, started) == pytest.approx(expected, rel=1e-9), model  # type: ignore[arg-type]
-    assert len(pricer._rates) == 3
+    assert len(pricer._models) == 3
     for i in range(MAX_CACHED + 10):
         pricer.cost({"upstream": "u", "method": "POST", "path": "/v1/chat/completions",  # type: ignore[typeddict-item]
                      "model": f"m{i}", "usage": {"input_tokens": 1}}, started)  # fmt: skip
-    assert len(pricer._rates) <= MAX_CACHED
+    assert len(pricer._models) <= MAX_CACHED
 
 
 def test_check_config_names_the_price_data_version(tmp_path: Path) -> None:
@@ -329,7 +338,7 @@ def test_anthropic_one_hour_cache_writes_cost_their_own_rate() -> None:
     raw = {"cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000}}
     span = {"upstream": "u", "method": "POST", "path": "/v1/messages", "model": model,
             "usage": usage, "raw_usage": raw}  # fmt: skip
-    cost = SpanPricer().cost(span, int(time.time() * 1000))  # type: ignore[arg-type]
+    cost = SpanPricer(price_table()).cost(span, int(time.time() * 1000))  # type: ignore[arg-type]
     expected = reference(
         model, "anthropic", input_tokens=3020, cache_write_tokens=3000,
         cache_write_1h_tokens=2000, output_tokens=100,

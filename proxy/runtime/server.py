@@ -24,6 +24,7 @@ from proxy.admin.app import create_admin_app
 from proxy.config import Settings
 from proxy.gateway.app import create_proxy_app
 from proxy.metrics import workers as metrics_shared
+from proxy.recording.price_cache import load_price_table
 from proxy.runtime.http_errors import SafeAppRunner
 from proxy.runtime.services import (
     Services,
@@ -50,6 +51,7 @@ def _run_workers(settings: Settings) -> int:
 
     The workers publish their metrics into a fresh directory that outlives each of them
     (a scrape on any worker sums them all) and goes when the last one has exited."""
+    load_price_table()  # once, before forking: the workers share the parent's table
     metrics_dir = metrics_shared.create_directory()
     try:
         return _fork_workers(settings, metrics_dir)

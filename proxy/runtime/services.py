@@ -47,6 +47,8 @@ from proxy.metrics.calls import CallMetrics
 from proxy.metrics.cost import CostCounter
 from proxy.metrics.export import ExportCounts
 from proxy.metrics.feedback import FeedbackCounts
+from proxy.recording.price_cache import load_price_table
+from proxy.recording.price_table import PriceTable
 from proxy.recording.pricing import SpanPricer, price_data_version
 from proxy.redaction import hash_key, redact_record, redactor_for
 from proxy.store.connection import connect_to
@@ -168,7 +170,8 @@ async def open_services(
         keys = Keys(settings.redis.key_prefix)
         counts, recent = FeedbackCounts(), RecentModels()
         cost = CostCounter()
-        store = _store(redis, keys, settings, ReplayCounter(counts, recent), cost)
+        prices = await asyncio.to_thread(load_price_table)  # a file read, or a child's build
+        store = _store(redis, keys, settings, ReplayCounter(counts, recent), cost, prices)
         stack.push_async_callback(store.close)
         redact = _redaction(settings)
         writer = await _started_writer(store, settings, redact)
@@ -209,7 +212,9 @@ def _store(
     settings: Settings,
     on_replayed: ReplayCounter,
     cost: CostCounter,
+    prices: PriceTable | None,
 ) -> RedisStore:
+    urls = {name: upstream.base_url for name, upstream in settings.upstreams.items()}
     return RedisStore(
         redis,
         keys,
@@ -218,7 +223,7 @@ def _store(
         review_rules=settings.review_rules,
         on_replayed=on_replayed,
         regenerate_window_s=settings.implicit.regenerate_window_seconds,
-        pricer=SpanPricer({name: u.base_url for name, u in settings.upstreams.items()}),
+        pricer=SpanPricer(prices, urls),
         on_cost=cost.add,
         dimensions=settings.stats.dimensions,
     )

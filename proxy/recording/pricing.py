@@ -26,7 +26,7 @@ from proxy.recording.price_table import ModelPrices, PriceTable, PriceTableError
 from proxy.recording.providers.registry import parser_for
 
 MAX_CACHED = 4096
-Counts = tuple[int, int, int, int, int]  # input (with cache), read, write, output, 1-hour write
+UsageCounts = tuple[int, int, int, int, int]  # input WITH cache, read, write, output, 1h write
 _ENDPOINT_PROVIDER = {"anthropic_messages": "anthropic"}  # every other parser speaks OpenAI
 
 
@@ -91,7 +91,7 @@ def _endpoint_provider(span: Span) -> str | None:
     return _ENDPOINT_PROVIDER.get(parser.name, "openai")
 
 
-def _price_counts(shape: str, usage: Any, raw: Any) -> Counts | None:
+def _price_counts(shape: str, usage: Any, raw: Any) -> UsageCounts | None:
     """(input including cache, cache read, cache write, output, 1-hour cache write) in
     genai-prices' terms, from usage in the convention of the API ``shape``; None when neither
     input nor output is known. Anthropic's 1-hour cache writes are a part of its cache writes,

@@ -28,8 +28,9 @@ from genai_prices.types import (
 )
 
 from proxy.recording import price_cache, price_table, price_table_build
-from proxy.recording.price_cache import load_price_table, table_dirs, table_name
+from proxy.recording.price_cache import table_dirs, table_name
 from proxy.recording.price_table import ModelPrices, PriceTable, PriceTableError
+from tests import test_cost
 from tests.test_cli import REPO_ROOT
 
 NOW_MS = int(datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp() * 1000)
@@ -39,9 +40,7 @@ DASHED_DATE = re.compile(r"-(20\d\d)-(\d\d)-(\d\d)")
 
 @pytest.fixture(scope="module")
 def table() -> PriceTable:
-    found = load_price_table()
-    assert found is not None
-    return found
+    return test_cost.price_table()
 
 
 @pytest.fixture(scope="module")
